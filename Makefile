@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine (each creates .venv when missing):
+#   make demo   install, then train + register + export a defect model on the shipped tiles
+#   make test   install, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install demo test test-fast repro lint bench ui
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and alone: pip takes these two wheels from this machine's disk (CUDA build, runs on CPU)
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip check
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: install
+	$(BIN)/shopfloor train defects --data data/magnetic_tiles
+
+test: install
+	$(BIN)/python -m pytest -q --timeout=900 tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+repro: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+
+lint: install
+	$(BIN)/ruff format --check . && $(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m benchmarks.run_all
+
+ui: install
+	$(BIN)/shopfloor ui

@@ -1,0 +1,158 @@
+"""`shopfloor edge ...`: serve approved models to devices, enrol devices, and the device-side commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.report import console
+
+app = typer.Typer(help="Edge delivery: the model server and the device client.", no_args_is_help=True)
+StateOption = Annotated[Path, typer.Option("--state", help="Edge server state: keys, devices, cache.")]
+DEFAULT_STATE = Path("edge")
+
+
+def _settings(state: Path, tracking_uri: str = "sqlite:///mlflow.db"):
+    from registry.edge.server import EdgeSettings
+
+    return EdgeSettings(state_dir=state, tracking_uri=tracking_uri)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8600,
+    state: StateOption = DEFAULT_STATE,
+    tracking_uri: Annotated[
+        str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI")
+    ] = "sqlite:///mlflow.db",
+) -> None:
+    """Serve the champion of every model to enrolled devices (see registry/edge/server.py)."""
+    import uvicorn
+
+    from registry.edge.server import create_app
+
+    settings = _settings(state, tracking_uri)
+    app_ = create_app(settings)
+    console.print(f"edge server on http://{host}:{port}; devices verify with {settings.public_key_path}")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def enroll(
+    device: str,
+    group: Annotated[
+        str, typer.Option(help="'canary' devices get a new champion first; 'all' after rollout.")
+    ] = "all",
+    state: StateOption = DEFAULT_STATE,
+) -> None:
+    """Enrol a device: prints its token once (stored hashed) and where the public key is."""
+    from registry.edge.devices import DeviceStore
+    from registry.edge.signing import load_or_create_key, public_pem
+
+    settings = _settings(state)
+    key = load_or_create_key(settings.key_path)
+    settings.public_key_path.write_bytes(public_pem(key))
+    token = DeviceStore(settings.devices_path).enroll(device, group)
+    console.print(
+        f"device {device} ({group})\n  token: {token}\n  public key: {settings.public_key_path}\nThe token is not stored in clear: copy it now."
+    )
+
+
+@app.command()
+def revoke(device: str, state: StateOption = DEFAULT_STATE) -> None:
+    """Revoke a device's token: its next request gets 401."""
+    from registry.edge.devices import DeviceStore
+
+    DeviceStore(_settings(state).devices_path).revoke(device)
+    console.print(f"revoked {device}")
+
+
+@app.command()
+def rollout(
+    model: str,
+    version: str,
+    stage: Annotated[str, typer.Option(help="'canary' or 'all'.")] = "all",
+    state: StateOption = DEFAULT_STATE,
+) -> None:
+    """Move a champion's rollout from the canary group to all devices (or back)."""
+    from data_checks.errors import ConfigError
+    from registry.edge.devices import DeviceStore
+
+    if stage not in {"canary", "all"}:
+        raise ConfigError(f"--stage must be 'canary' or 'all', got {stage!r}")
+    DeviceStore(_settings(state).devices_path).set_rollout(model, version, stage)
+    console.print(f"{model} v{version}: rollout stage {stage}")
+
+
+@app.command()
+def status(state: StateOption = DEFAULT_STATE) -> None:
+    """Devices, their group, the version they report running, and their last contact."""
+    from registry.edge.devices import DeviceStore
+
+    table = Table(title="edge devices", title_justify="left")
+    for column in ("device", "group", "model", "running", "last contact", "status"):
+        table.add_column(column)
+    for d in DeviceStore(_settings(state).devices_path).devices():
+        seen = (
+            datetime.fromtimestamp(d.last_seen_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if d.last_seen_ms
+            else "never"
+        )
+        table.add_row(
+            d.name + (" [red](revoked)[/red]" if d.revoked else ""),
+            d.group,
+            d.model or "-",
+            d.running_version or "-",
+            seen,
+            d.last_status or "-",
+        )
+    console.print(table)
+
+
+DeviceRoot = Annotated[Path, typer.Option("--dest", help="The device's model folder.")]
+
+
+@app.command()
+def pull(
+    model: str,
+    server: Annotated[str, typer.Option(help="Edge server URL.")],
+    token: Annotated[str, typer.Option(envvar="SHOPFLOOR_DEVICE_TOKEN", help="This device's token.")],
+    public_key: Annotated[Path, typer.Option(help="Server public key from enrolment.")],
+    dest: DeviceRoot = Path("device-models"),
+) -> None:
+    """Device side: fetch the assigned version, verify signature and sha256, install atomically."""
+    from registry.edge.client import EdgeClient
+
+    client = EdgeClient(server, token, public_key.read_bytes(), dest)
+    try:
+        result = client.pull(model)
+    finally:
+        client.close()
+    console.print(
+        f"{model}: running version {result.version}"
+        + (" (new)" if result.changed else " (unchanged)")
+        + f" at {result.path}"
+    )
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    model: Annotated[str, typer.Option(help="Installed model name.")] = "defect-classifier",
+    dest: DeviceRoot = Path("device-models"),
+) -> None:
+    """Device side: classify images with the installed model (ONNX Runtime)."""
+    from registry.edge.client import PullError
+    from registry.edge.predict import predict_files
+
+    path = dest / model / "current" / "model.onnx"
+    if not path.exists():
+        raise PullError(f"no model {model!r} installed under {dest}; run `shopfloor edge pull` first")
+    for v in predict_files(path, [str(p) for p in images]):
+        decision = "" if v.reject is None else ("  REJECT" if v.reject else "  accept")
+        console.print(f"{v.path}: {v.label} ({v.probability:.2f}){decision}")

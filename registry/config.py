@@ -1,0 +1,37 @@
+"""Typed settings of tracking, export and promotion: light to import (no MLflow, torch or ONNX)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrackingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "defect-classifier"
+    model_name: str = "defect-classifier"
+
+
+class ExportConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    calibration_images: int = Field(128, ge=8)  # drawn from the training part, never from test
+    parity_atol: float = Field(1e-4, gt=0)
+    latency_runs: int = Field(50, ge=5)
+    threads: int = Field(2, ge=1)  # the edge box: 2 cores
+    float_convs: int = Field(3, ge=0)  # first convolutions kept in float (see onnx_export.float_nodes)
+    seed: int = 0
+
+
+class PromotionConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    auto_promote: bool = True  # the flow promotes a candidate that passes; False: wait for `approve`
+    min_macro_f1: float = Field(0.45, ge=0, le=1)
+    min_class_recall: float = Field(0.10, ge=0, le=1)
+    max_int8_macro_f1_drop: float = Field(0.02, ge=0)  # 2 points of macro-F1
+    min_top1_agreement: float = Field(0.97, ge=0, le=1)
+    max_latency_ms_p95: float = Field(60.0, gt=0)
+    not_worse_than_champion: bool = True
+    champion_tolerance: float = Field(0.0, ge=0)  # macro-F1 the candidate may trail the champion by

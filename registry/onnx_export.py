@@ -1,0 +1,150 @@
+"""fp32 and int8 ONNX exports of the defect classifier that verify themselves before anyone ships them.
+
+fp32: `torch.onnx.export` (dynamo, opset 18, dynamic batch), then onnx.checker and ONNX Runtime
+against PyTorch on real images. int8: static QDQ quantization with per-channel weights,
+calibrated on training images (dynamic quantization is wrong for CNNs: 57 ms and inaccurate
+here). Preprocessing (grey values 0..255 -> normalised 3 channels) is inside the graph, and the
+classes, input size, resize rule and reject threshold are in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from data_checks.errors import ExportError
+from training.model import DefectClassifier, ProbabilityModel
+from training.preprocess import RESIZE
+
+OPSET = 18  # asking for 17 prints a traceback and yields 18 anyway (STACK_NOTES)
+INPUT, OUTPUT = "grey", "probabilities"
+
+
+def session(path: Path, threads: int = 2) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(sess: ort.InferenceSession, grey: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Probabilities for float32 grey input (N, 1, S, S)."""
+    return np.concatenate(
+        [sess.run([OUTPUT], {INPUT: grey[i : i + batch]})[0] for i in range(0, len(grey), batch)]
+    )
+
+
+def export_fp32(model: DefectClassifier, path: Path) -> Path:
+    """ONNX with a dynamic batch axis; the softmax and the normalisation are inside."""
+    shipped = ProbabilityModel(model.eval().to("cpu", memory_format=torch.contiguous_format)).eval()
+    size = model.spec.image_size
+    example = torch.full((2, 1, size, size), 128.0).contiguous()  # contiguous: channels-last fails export
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("torch.onnx", "onnxscript", "torch._export", "torch.export"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        torch.onnx.export(
+            shipped, (example,), str(path), dynamo=True, opset_version=OPSET, external_data=False,
+            input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"grey": {0: batch}}, verbose=False,
+        )  # fmt: skip
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def check_parity(model: DefectClassifier, onnx_path: Path, grey: np.ndarray, atol: float = 1e-4) -> float:
+    """Max |ONNX Runtime - PyTorch| over real images; raises ExportError above `atol`."""
+    with torch.inference_mode():
+        reference = ProbabilityModel(model.eval()).eval()(torch.from_numpy(grey)).numpy()
+    got = run_onnx(session(onnx_path), grey)
+    gap = float(np.abs(got - reference).max())
+    if gap > atol:
+        raise ExportError(f"{onnx_path.name}: ONNX Runtime differs from PyTorch by {gap:.2e} (> {atol:.0e})")
+    return gap
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, grey: np.ndarray, batch: int = 16) -> None:
+        self.batches = iter([{INPUT: grey[i : i + batch]} for i in range(0, len(grey), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def float_nodes(model: onnx.ModelProto, float_convs: int) -> list[str]:
+    """Nodes kept in float: the in-graph preprocessing, the first `float_convs` convolutions, and the head.
+
+    Measured on the magnetic tiles (test split, 269 images): quantizing everything agrees with fp32
+    on 93 % of top-1 predictions; keeping the stem and the first depthwise-separable block (three
+    convolutions, 3 % of the compute) in float raises that to 99 % at almost the same latency.
+    The head (pool, classifier, softmax) stays float so probabilities sum to 1 instead of to
+    multiples of 1/255.
+    """
+    nodes = list(model.graph.node)
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
+    keep = [n.name for n in nodes[: convs[0]]]  # grey -> normalised 3-channel input
+    keep += [nodes[i].name for i in convs[:float_convs]]
+    keep += [
+        n.name
+        for n in nodes[convs[-1] + 1 :]
+        if n.op_type in {"ReduceMean", "GlobalAveragePool", "Reshape", "Flatten", "Gemm", "MatMul", "Softmax"}
+    ]
+    return keep
+
+
+def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, float_convs: int = 3) -> Path:
+    """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images."""
+    prepared = path.with_name(path.stem + ".prep.onnx")
+    logging.getLogger("root").setLevel(logging.ERROR)  # quant_pre_process logs shape-inference notes
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    quantize_static(
+        str(prepared), str(path), _Calibration(calibration_grey), quant_format=QuantFormat.QDQ,
+        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        nodes_to_exclude=float_nodes(onnx.load(str(prepared)), float_convs),
+    )  # fmt: skip
+    prepared.unlink(missing_ok=True)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    return path
+
+
+def write_metadata(path: Path, card: dict) -> None:
+    """Store the model card in the ONNX file itself, so the file alone says how to feed it."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in {
+        "shopfloor.card": json.dumps(card),
+        "classes": json.dumps(card["classes"]),
+        "image_size": str(card["input"]["image_size"]),
+        "resize": RESIZE,
+        "decision": json.dumps(card["decision"]),
+    }.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def read_card(path: Path) -> dict:
+    """The model card stored in an exported file."""
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "shopfloor.card" not in meta:
+        raise ExportError(f"{path} carries no shopfloor model card; was it exported by shopfloor?")
+    return json.loads(meta["shopfloor.card"])
+
+
+@dataclass(frozen=True)
+class ExportedModels:
+    fp32: Path
+    int8: Path
+    parity_max_abs: float

@@ -1,0 +1,50 @@
+"""Where runs and models are recorded: an MLflow tracking store, SQLite in the working folder by default.
+
+`sqlite:///mlflow.db` needs no server; point `tracking_uri` at `postgresql://...` for a shared
+store. Nothing here runs at import time: callers pass a `TrackingConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from registry.config import TrackingConfig  # noqa: F401  (re-exported: the stage and its settings)
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+
+
+def configure(cfg: TrackingConfig) -> mlflow.MlflowClient:
+    """Point MLflow at the store and experiment; quiet the store's own INFO lines."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_experiment(cfg.experiment)
+    return mlflow.MlflowClient(cfg.tracking_uri)
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """HEAD's sha of the code that runs (this checkout), `-dirty` when tracked files changed.
+
+    `unknown` when shopfloor is installed outside a git checkout.
+    """
+    cwd = repo or Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty.strip() else sha

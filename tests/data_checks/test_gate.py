@@ -1,0 +1,122 @@
+"""The image gate on a bad-input corpus made from real tiles: every file is trained on or quarantined."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from data_checks.errors import DataCheckFailed
+from data_checks.gate import ChecksConfig, check_image_dataset
+from tests.conftest import CLASSES
+
+
+def _first(folder: Path, k: int = 0) -> Path:
+    return sorted(folder.glob("*.jpg"))[k]
+
+
+def make_bad_corpus(root: Path) -> dict[str, str]:
+    """Plant one bad item per rule; returns {file name: rule it must break}."""
+    crack, free = root / "MT_Crack" / "Imgs", root / "MT_Free" / "Imgs"
+    source = _first(free)
+    raw = source.read_bytes()
+    (crack / "truncated.jpg").write_bytes(raw[: len(raw) // 3])
+    (crack / "empty.jpg").write_bytes(b"")
+    png = io.BytesIO()
+    Image.open(source).save(png, format="PNG")
+    (crack / "png_named.jpg").write_bytes(png.getvalue())
+    Image.open(source).convert("CMYK").save(crack / "cmyk.jpg", quality=95)
+    Image.new("L", (1, 1), 128).save(crack / "one_pixel.jpg")
+    # A near-copy of a Free tile (re-encoded) filed as Crack: two labels on one photo.
+    Image.open(_first(free, 1)).save(crack / "copy_of_free.jpg", quality=90)
+    scratch = root / "MT_Scratch" / "Imgs"
+    scratch.mkdir(parents=True)
+    shutil.copy2(_first(crack, 0), scratch / "unknown_class.jpg")
+    return {
+        "truncated.jpg": "decode",
+        "empty.jpg": "decode",
+        "png_named.jpg": "format_mismatch",
+        "cmyk.jpg": "mode",
+        "one_pixel.jpg": "size",
+        "copy_of_free.jpg": "duplicate_label_conflict",
+        "unknown_class.jpg": "label",
+    }
+
+
+def _config(tmp_path: Path, **kw) -> ChecksConfig:
+    base = {
+        "classes": tuple(CLASSES),
+        "quarantine_dir": tmp_path / "quarantine",
+        "cache_dir": tmp_path / "cache",
+        "max_error_fraction": 0.2,
+    }
+    return ChecksConfig(**(base | kw))
+
+
+def test_every_bad_item_gets_its_own_message_and_nothing_is_lost(tile_subset, tmp_path):
+    planted = make_bad_corpus(tile_subset)
+    inputs = {p.name: p for p in tile_subset.rglob("*.jpg")}
+    checked = check_image_dataset(_config(tmp_path), tile_subset, tmp_path / "out")
+
+    by_name = {}
+    for finding in checked.findings:
+        if finding.path:
+            by_name.setdefault(Path(finding.path).name, set()).add(finding.rule)
+    for name, rule in planted.items():
+        assert rule in by_name.get(name, set()), f"{name}: expected [{rule}], got {by_name.get(name)}"
+
+    quarantined = {Path(item.original).name for item in checked.quarantined}
+    assert set(planted) <= quarantined
+    trained = {Path(p).name for p in checked.manifest["path"]}
+    assert trained | quarantined == set(inputs), "a file was neither trained on nor quarantined"
+    assert not trained & quarantined
+    for item in checked.quarantined:
+        moved = Path(item.moved_to)
+        assert moved.exists() and not Path(item.original).exists()
+        reason = json.loads(moved.with_name(moved.name + ".reason.json").read_text())
+        assert reason["findings"] and reason["original"].endswith(Path(item.original).name)
+    assert (tmp_path / "quarantine" / "quarantine_log.csv").exists()
+    assert (checked.docs_dir / "index.html").exists()  # GX Data Docs rendered
+
+
+def test_messages_say_what_was_expected_and_found(tile_subset, tmp_path):
+    make_bad_corpus(tile_subset)
+    checked = check_image_dataset(_config(tmp_path), tile_subset, tmp_path / "out")
+    text: dict[str, str] = {}
+    for f in checked.findings:
+        if f.path:
+            text[Path(f.path).name] = text.get(Path(f.path).name, "") + f.describe() + "\n"
+    assert "shorter side must be >= 32 px; found min_side=1" in text["one_pixel.jpg"]
+    assert "'CMYK'" in text["cmyk.jpg"]
+    assert "label must be one of" in text["unknown_class.jpg"] and "MT_Scratch" in text["unknown_class.jpg"]
+    assert "cannot decode" in text["empty.jpg"]
+
+
+def test_too_many_bad_items_stop_the_flow_and_move_nothing(tile_subset, tmp_path):
+    make_bad_corpus(tile_subset)
+    before = sorted(tile_subset.rglob("*"))
+    with pytest.raises(DataCheckFailed, match="max_error_fraction"):
+        check_image_dataset(_config(tmp_path, max_error_fraction=0.01), tile_subset, tmp_path / "out")
+    assert sorted(tile_subset.rglob("*")) == before
+
+
+def test_a_class_below_the_minimum_stops_the_flow(tile_subset, tmp_path):
+    for extra in sorted((tile_subset / "MT_Fray" / "Imgs").glob("*"))[8:]:
+        extra.unlink()  # 4 Fray images left
+    with pytest.raises(DataCheckFailed, match="MT_Fray"):
+        check_image_dataset(_config(tmp_path), tile_subset, tmp_path / "out")
+
+
+def test_near_copies_never_straddle_groups(tile_subset, tmp_path):
+    free = tile_subset / "MT_Free" / "Imgs"
+    twin = free / "exp9_num_99999999.jpg"  # far from every frame number: only pixels can join it
+    Image.open(_first(free, 2)).save(twin, quality=92)
+    checked = check_image_dataset(_config(tmp_path), tile_subset, tmp_path / "out")
+    groups = dict(
+        zip(checked.manifest["path"].map(lambda p: Path(p).name), checked.manifest["group"], strict=True)
+    )
+    assert groups[twin.name] == groups[_first(free, 2).name]

@@ -1,0 +1,111 @@
+"""Registry lifecycle: gates, promotion, rollback, history, and moves made outside shopfloor."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from data_checks.errors import RegistryError
+from registry.lifecycle import (
+    CANDIDATE,
+    CHAMPION,
+    PREVIOUS,
+    alias_version,
+    champion_at,
+    history,
+    promote,
+    reconcile,
+    rollback,
+)
+from registry.promotion import PromotionConfig
+from registry.release import release
+from tests.registry.conftest import register_exports
+
+pytestmark = pytest.mark.slow
+LENIENT = PromotionConfig(
+    min_macro_f1=0.0,
+    min_class_recall=0.0,
+    max_int8_macro_f1_drop=1.0,
+    min_top1_agreement=0.0,
+    max_latency_ms_p95=10_000,
+)
+
+
+def _frozen(manifest):
+    return manifest[manifest["split"] == "test"]
+
+
+def test_candidate_passing_the_gates_becomes_champion_and_history_says_so(exported_pair, registry_store):
+    reports, manifest = exported_pair
+    cfg, client = registry_store
+    v1, v2 = register_exports(reports)
+    assert alias_version(client, "tiles", CANDIDATE) == v2  # registering never touches champion
+    assert alias_version(client, "tiles", CHAMPION) is None
+
+    gate, promoted = release(LENIENT, "tiles", v1, reports[0].flat(), _frozen(manifest), "test-flow")
+    assert gate.passed and promoted and alias_version(client, "tiles", CHAMPION) == v1
+    assert client.get_model_version("tiles", v1).tags["gate_passed"] == "true"
+
+    gate, promoted = release(LENIENT, "tiles", v2, reports[1].flat(), _frozen(manifest), "test-flow")
+    assert promoted  # same model, same frozen set: not worse than the champion
+    assert alias_version(client, "tiles", CHAMPION) == v2 and alias_version(client, "tiles", PREVIOUS) == v1
+
+    events = history(client, "tiles")
+    moves = [(e.alias, e.from_version, e.to_version, e.actor) for e in events]
+    assert (CHAMPION, None, v1, "flow:test-flow") in moves
+    assert (PREVIOUS, None, v1, "flow:test-flow") in moves and (CHAMPION, v1, v2, "flow:test-flow") in moves
+    assert all(e.gate and e.gate["passed"] for e in events if e.alias in (CHAMPION, PREVIOUS))
+    assert [e.to_version for e in events if e.alias == CANDIDATE] == [v1, v2]  # registering is recorded too
+
+
+def test_failing_gate_keeps_the_champion(exported_pair, registry_store):
+    reports, manifest = exported_pair
+    _, client = registry_store
+    v1, v2 = register_exports(reports)
+    release(LENIENT, "tiles", v1, reports[0].flat(), _frozen(manifest), "test")
+    strict = LENIENT.model_copy(update={"min_macro_f1": 0.99})
+    gate, promoted = release(strict, "tiles", v2, reports[1].flat(), _frozen(manifest), "test")
+    assert not gate.passed and not promoted
+    assert any("int8_macro_f1" in failure for failure in gate.failures())
+    assert alias_version(client, "tiles", CHAMPION) == v1
+    assert client.get_model_version("tiles", v2).tags["gate_passed"] == "false"
+
+
+def test_latency_and_agreement_gates_judge_the_int8_file(exported_pair, registry_store):
+    reports, manifest = exported_pair
+    _, client = registry_store
+    [v1] = register_exports(reports[:1])
+    slow = LENIENT.model_copy(update={"max_latency_ms_p95": 0.001, "min_top1_agreement": 1.01})
+    gate, promoted = release(slow, "tiles", v1, reports[0].flat(), _frozen(manifest), "test")
+    failed = {c.name for c in gate.checks if not c.passed}
+    assert {"int8_latency_p95", "int8_top1_agreement"} <= failed and not promoted
+
+
+def test_rollback_restores_previous_champion_and_answers_what_ran_when(exported_pair, registry_store):
+    reports, manifest = exported_pair
+    _, client = registry_store
+    v1, v2 = register_exports(reports)
+    promote(client, "tiles", v1, "user:test", None)
+    between = int(time.time() * 1000)
+    time.sleep(0.01)
+    promote(client, "tiles", v2, "user:test", None)
+    rollback(client, "tiles", "user:test")
+    assert alias_version(client, "tiles", CHAMPION) == v1
+    assert client.get_model_version("tiles", v2).tags["rolled_back"] == "true"
+    events = history(client, "tiles")
+    assert champion_at(events, between) == v1
+    assert champion_at(events, events[-1].time_ms) == v1
+    with pytest.raises(RegistryError, match="no previous-champion"):
+        rollback(client, "tiles", "user:test")
+
+
+def test_alias_set_in_the_mlflow_ui_is_recorded(exported_pair, registry_store):
+    reports, _ = exported_pair
+    _, client = registry_store
+    v1, v2 = register_exports(reports)
+    promote(client, "tiles", v1, "user:test", None)
+    client.set_registered_model_alias("tiles", CHAMPION, v2)  # what the UI does
+    [event] = [e for e in reconcile(client, "tiles") if e.alias == CHAMPION]
+    assert (event.from_version, event.to_version, event.actor) == (v1, v2, "mlflow-ui-or-api")
+    assert reconcile(client, "tiles") == []  # recorded once

@@ -1,0 +1,105 @@
+"""A tiny real fine-tune on real tiles: checkpoints, early stopping, and resume after a kill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from data_checks.manifest import load_dataset
+from training.checkpoint import load_model
+from training.config import AugmentConfig, EvalConfig, FitConfig, Imbalance, SplitConfig
+from training.evaluate import evaluate_split
+from training.fit import fit
+from training.losses import FocalLoss, classification_loss
+from training.model import DefectClassifier, make_spec
+from training.split import grouped_holdout
+from training.train import training_data
+
+pytestmark = pytest.mark.slow
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny(tile_subset_master, tmp_path_factory):
+    manifest = load_dataset(tile_subset_master).manifest
+    classes = sorted(manifest["label"].unique())
+    data = training_data(manifest, classes, SIZE, tmp_path_factory.mktemp("pixels"))
+    split = grouped_holdout(
+        data.labels, manifest["group"].to_numpy(), SplitConfig(test_fraction=0.25, val_fraction=0.25)
+    )
+    return data, split, make_spec("efficientnet_lite0", classes, SIZE, 0.2, aux_seg=True)
+
+
+CFG = FitConfig(epochs=2, warmup_epochs=1, samples_per_epoch=32, batch_size=16, early_stopping_patience=5)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_fit_writes_best_and_last_and_evaluates(tiny, tmp_path):
+    data, split, spec = tiny
+    result = fit(CFG, AugmentConfig(), spec, data, split.train, split.val, tmp_path, aux_seg_weight=0.5)
+    assert [row["phase"] for row in result.history] == ["warmup", "finetune", "finetune"]
+    assert result.best_checkpoint.exists() and result.last_checkpoint.exists()
+    model, payload = load_model(result.best_checkpoint)
+    assert model.spec == spec and payload["epoch"] == result.best_epoch
+    ev = evaluate_split(
+        model, data.images, data.labels, split.val, split.test, EvalConfig(), torch.device("cpu"), tmp_path
+    )
+    assert ev.test_proba.shape == (len(split.test), len(spec.classes))
+    assert np.allclose(ev.test_proba.sum(1), 1, atol=1e-5)
+    assert ev.plots["confusion_matrix"].exists()
+
+
+def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path):
+    data, split, spec = tiny
+    unbroken = fit(CFG, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "a")
+
+    def kill_after_second_epoch(row):
+        if row["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(
+            CFG,
+            AugmentConfig(),
+            spec,
+            data,
+            split.train,
+            split.val,
+            tmp_path / "b",
+            on_epoch_end=kill_after_second_epoch,
+        )
+    resumed = fit(CFG, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "b", resume=True)
+
+    assert len(resumed.history) == 3
+    assert resumed.history[-1]["val_macro_f1"] == pytest.approx(
+        unbroken.history[-1]["val_macro_f1"], abs=1e-6
+    )
+    a = load_model(unbroken.last_checkpoint)[0].state_dict()
+    b = load_model(resumed.last_checkpoint)[0].state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_model_normalises_inside_and_predicts_masks(tiny):
+    _, _, spec = tiny
+    model = DefectClassifier(spec).eval()
+    grey = torch.full((2, 1, SIZE, SIZE), 127.5)
+    assert torch.allclose(
+        model.normalise(grey), torch.zeros(2, 3, SIZE, SIZE), atol=1e-6
+    )  # (x-0.5)/0.5 at mid-grey
+    logits, mask = model.forward_with_mask(grey)
+    assert logits.shape == (2, len(spec.classes)) and mask.shape == (2, 1, SIZE // 16, SIZE // 16)
+    assert torch.allclose(logits, model(grey), atol=1e-5)  # the mask path computes the same logits
+
+
+def test_imbalance_options_pick_their_loss():
+    labels = np.array([0] * 30 + [1] * 1)
+    assert isinstance(classification_loss(FitConfig(imbalance=Imbalance.FOCAL), labels, 2), FocalLoss)
+    weighted = classification_loss(FitConfig(imbalance=Imbalance.WEIGHTED_CE), labels, 2)
+    assert weighted.weight[1] / weighted.weight[0] == pytest.approx(30)
+    focal = FocalLoss(None, gamma=2.0)
+    easy, target = torch.tensor([[4.0, -4.0]]), torch.tensor([0])
+    assert focal(easy, target) < 0.01 * torch.nn.functional.cross_entropy(easy, target)  # easy examples fade

@@ -1,0 +1,78 @@
+"""Typed settings of the defect-classifier stages. YAML fills them, CLI flags override them.
+
+Every model is frozen and forbids unknown keys, so a typo in a YAML file fails at load time with
+the key's name instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Imbalance(StrEnum):
+    """How rare defect classes are given weight during training."""
+
+    NONE = "none"
+    WEIGHTED_CE = "weighted_ce"  # cross-entropy weighted by inverse class frequency
+    FOCAL = "focal"  # focal loss with class weights; down-weights easy examples
+    BALANCED_SAMPLER = "balanced_sampler"  # draw classes equally often, plain cross-entropy
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SplitConfig(Frozen):
+    """Tile-grouped hold-out: `test_fraction` of groups for test, `val_fraction` of the rest for validation."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+    frozen_test_dir: Path | None = Path("data/frozen_eval")  # None: a fresh test split every run
+
+
+class ModelConfig(Frozen):
+    backbone: str = "efficientnet_lite0"
+    image_size: int = Field(224, ge=32, le=1024)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    aux_seg_weight: float = Field(0.0, ge=0)  # > 0 adds a defect-mask head trained on the pixel masks
+
+
+class AugmentConfig(Frozen):
+    """Named presets (see training.augment.PRESETS) and what the part's geometry allows."""
+
+    presets: tuple[str, ...] = ("lighting", "sensor", "geometry-small")
+    horizontal_flip: bool = True  # a tile seen from the other side of the belt is still a tile
+    vertical_flip: bool = False  # grinding marks run one way; keep orientation unless the part allows it
+
+
+class FitConfig(Frozen):
+    """Two phases: `warmup_epochs` train only the head on a frozen backbone, then everything."""
+
+    epochs: int = Field(8, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    batch_size: int = Field(32, ge=1)
+    lr_head: float = Field(3e-3, gt=0)
+    lr_backbone: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    imbalance: Imbalance = Imbalance.BALANCED_SAMPLER
+    focal_gamma: float = Field(2.0, ge=0)
+    samples_per_epoch: int | None = Field(640, ge=1)  # None: one pass over the training set
+    early_stopping_patience: int = Field(4, ge=1)
+    # Keep BatchNorm on ImageNet statistics: timm's TF-ported BN has momentum 0.01, so running
+    # statistics lag batch statistics for hundreds of steps and validation collapses after unfreezing.
+    freeze_bn_stats: bool = True
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = Field(0, ge=0)  # 0 on CPU: decoding is cached, workers would steal cores
+
+
+class EvalConfig(Frozen):
+    """The defect/no-defect operating point is chosen on validation for `target_defect_recall`."""
+
+    ok_class: str | None = "MT_Free"
+    target_defect_recall: float = Field(0.97, gt=0, le=1)
+    tta: bool = False  # average the prediction over a horizontal flip

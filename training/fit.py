@@ -1,0 +1,185 @@
+"""Fine-tune the defect classifier: head warm-up on a frozen backbone, then the whole network.
+
+Reads top to bottom like nanoGPT's loop. Each epoch ends with validation macro-F1, a `last.pt`
+checkpoint (so a killed run resumes) and, when it improved, `best.pt`; training stops early when
+validation has not improved for `early_stopping_patience` epochs. Every epoch re-seeds from
+(seed, epoch), so a resumed run draws the same samples and augmentations as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from training.augment import build_augmentation
+from training.checkpoint import read_checkpoint, save_checkpoint
+from training.config import AugmentConfig, FitConfig
+from training.device import autocast, resolve_device
+from training.evaluate import predict_proba
+from training.loader import TrainingData, make_loader
+from training.losses import classification_loss
+from training.metrics import macro_f1
+from training.model import DefectClassifier, ModelSpec
+
+console = Console(stderr=True)
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_epoch: int
+    best_val_macro_f1: float
+    history: list[dict] = field(default_factory=list)
+    train_images_per_s: float = 0.0
+    device: str = "cpu"
+
+
+def _set_phase(model: DefectClassifier, frozen_backbone: bool, freeze_bn_stats: bool) -> None:
+    """Warm-up trains the new head only; BatchNorm statistics stay ImageNet's unless asked otherwise."""
+    model.train()
+    for p in model.backbone_parameters():
+        p.requires_grad = not frozen_backbone
+    if frozen_backbone or freeze_bn_stats:
+        for module in model.net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+
+
+def _optimizer(model: DefectClassifier, cfg: FitConfig, frozen_backbone: bool, steps: int):
+    groups = [{"params": model.head_parameters(), "lr": cfg.lr_head}]
+    if not frozen_backbone:
+        groups.append({"params": model.backbone_parameters(), "lr": cfg.lr_backbone})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1), pct_start=0.15
+    )
+    return optimizer, scheduler
+
+
+def _mask_loss(mask_logits: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor) -> torch.Tensor:
+    # masks: (B, 1, S, S) in 0..1 -> the head's stride-16 grid by area averaging
+    target = F.adaptive_avg_pool2d(masks, mask_logits.shape[-2:])
+    per_image = F.binary_cross_entropy_with_logits(mask_logits.float(), target, reduction="none").mean(
+        (1, 2, 3)
+    )
+    return (per_image * has_mask).sum() / has_mask.sum().clamp(min=1)
+
+
+def fit(
+    cfg: FitConfig,
+    augment: AugmentConfig,
+    spec: ModelSpec,
+    data: TrainingData,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    out_dir: Path,
+    resume: bool = False,
+    aux_seg_weight: float = 0.0,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    pretrained: bool = True,
+) -> FitResult:
+    """Train on `train_idx`, select on `val_idx`; checkpoints go to `out_dir`."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = DefectClassifier(spec, pretrained=pretrained).to(device, memory_format=torch.channels_last)
+    loss_fn = classification_loss(cfg, data.labels[train_idx], len(spec.classes)).to(device)
+    transform = build_augmentation(augment)
+    total_epochs = cfg.warmup_epochs + cfg.epochs
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
+    saved = read_checkpoint(last_path) if resume and last_path.exists() else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        state = {k: saved[k] for k in state}
+        console.print(f"Resuming from {last_path} at epoch {state['epoch'] + 1}/{total_epochs}", markup=False)
+
+    optimizer = scheduler = None
+    phase = None
+    speeds = []
+    while state["epoch"] < total_epochs and state["bad_epochs"] < cfg.early_stopping_patience:
+        epoch = state["epoch"]
+        frozen = epoch < cfg.warmup_epochs
+        loader = make_loader(data, train_idx, transform, cfg, device, epoch)
+        if phase != frozen:  # a new phase gets a fresh optimiser and schedule
+            phase_epochs = cfg.warmup_epochs if frozen else cfg.epochs
+            optimizer, scheduler = _optimizer(model, cfg, frozen, phase_epochs * len(loader))
+            if saved is not None and saved.get("frozen") == frozen:
+                optimizer.load_state_dict(saved["optimizer"])
+                scheduler.load_state_dict(saved["scheduler"])
+            phase = frozen
+        _set_phase(model, frozen, cfg.freeze_bn_stats)
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+
+        started, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for grey, target, masks, has_mask in loader:
+            grey = grey.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            target = target.to(device, non_blocking=True)
+            with autocast(device):
+                logits, mask_logits = model.forward_with_mask(grey)
+                loss = loss_fn(logits.float(), target)
+                if mask_logits is not None and aux_seg_weight > 0:
+                    loss = loss + aux_seg_weight * _mask_loss(
+                        mask_logits, masks.to(device), has_mask.to(device)
+                    )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(target)
+            loss_sum += loss.item() * len(target)
+        seconds = time.perf_counter() - started
+        speeds.append(seen / seconds)
+
+        model.eval()
+        val_proba = predict_proba(model, data.images[val_idx], device, cfg.batch_size)
+        score = macro_f1(data.labels[val_idx], val_proba.argmax(1), len(spec.classes))
+        improved = score > state["best_score"]
+        if improved:
+            state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch, 0
+        elif not frozen:
+            state["bad_epochs"] += 1
+        row = {
+            "epoch": epoch + 1,
+            "phase": "warmup" if frozen else "finetune",
+            "train_loss": loss_sum / max(seen, 1),
+            "val_macro_f1": score,
+            "train_images_per_s": seen / seconds,
+            "lr": scheduler.get_last_lr()[0],
+        }
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        remaining = (total_epochs - epoch - 1) * seconds
+        console.print(
+            f"epoch {epoch + 1}/{total_epochs} [{row['phase']}] loss {row['train_loss']:.3f} "
+            f"val macro-F1 {score:.3f}{' *' if improved else ''} | {row['train_images_per_s']:.1f} img/s | "
+            f"ETA {math.ceil(remaining / 60)} min",
+            markup=False,
+        )
+        extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}
+        if improved:
+            save_checkpoint(best_path, model, **state, **extra)
+        save_checkpoint(last_path, model, **state, **extra)
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+
+    if state["best_epoch"] < 0:  # zero epochs asked for: the pretrained start is the model
+        save_checkpoint(best_path, model, **state)
+    return FitResult(
+        best_path,
+        last_path,
+        state["best_epoch"] + 1,
+        state["best_score"],
+        state["history"],
+        float(np.mean(speeds)) if speeds else 0.0,
+        str(device),
+    )

@@ -1,0 +1,85 @@
+"""Stage function `train_classifier`: manifest with a split column in, best checkpoint out.
+
+The Prefect task, the DVC `train` stage and `shopfloor train defects` all call this one function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.augment import preview_grid
+from training.config import AugmentConfig, FitConfig, ModelConfig
+from training.fit import FitResult, fit
+from training.loader import TrainingData
+from training.model import make_spec
+from training.pixels import load_pixels
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    fit: FitResult
+    augmentation_preview: Path
+
+
+def split_indices(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row indices of each split part, from the manifest's `split` column."""
+    return {name: np.flatnonzero(manifest["split"].to_numpy() == name) for name in SPLITS}
+
+
+def training_data(
+    manifest: pd.DataFrame, classes: list[str], image_size: int, cache_dir: Path | None
+) -> TrainingData:
+    """Pixels (decoded once, cached) and integer labels for every manifest row."""
+    masks = [m if isinstance(m, str) and m else None for m in manifest["mask_path"]]
+    pixels = load_pixels(manifest["path"].tolist(), masks, image_size, cache_dir)
+    labels = np.array([classes.index(label) for label in manifest["label"]])
+    return TrainingData(
+        pixels.images, pixels.masks, np.array([m is not None for m in masks]), labels, tuple(classes)
+    )
+
+
+def train_classifier(
+    manifest: pd.DataFrame,
+    classes: list[str],
+    model_cfg: ModelConfig,
+    augment_cfg: AugmentConfig,
+    fit_cfg: FitConfig,
+    out_dir: Path,
+    cache_dir: Path | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> TrainOutput:
+    data = training_data(manifest, classes, model_cfg.image_size, cache_dir)
+    parts = split_indices(manifest)
+    spec = make_spec(
+        model_cfg.backbone, classes, model_cfg.image_size, model_cfg.dropout, model_cfg.aux_seg_weight > 0
+    )
+    # One image per class, to show what each preset does to real parts.
+    examples = [
+        int(np.flatnonzero(data.labels[parts["train"]] == c)[0])
+        for c in range(len(classes))
+        if (data.labels[parts["train"]] == c).any()
+    ]
+    preview = preview_grid(
+        data.images[parts["train"][examples]], augment_cfg, out_dir / "augmentation_preview.png"
+    )
+    result = fit(
+        fit_cfg,
+        augment_cfg,
+        spec,
+        data,
+        parts["train"],
+        parts["val"],
+        out_dir / "checkpoints",
+        resume=resume,
+        aux_seg_weight=model_cfg.aux_seg_weight,
+        on_epoch_end=on_epoch_end,
+    )
+    return TrainOutput(result, preview)
