@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from rich.progress import Progress, TextColumn
 
 from training.augment import build_augmentation
 from training.checkpoint import read_checkpoint, save_checkpoint
@@ -74,6 +75,37 @@ def _mask_loss(mask_logits: torch.Tensor, masks: torch.Tensor, has_mask: torch.T
     return (per_image * has_mask).sum() / has_mask.sum().clamp(min=1)
 
 
+def _train_epoch(
+    model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight: float
+) -> tuple[int, float, float]:
+    """One pass over `loader`; returns (images seen, summed loss, seconds)."""
+    started, seen, loss_sum = time.perf_counter(), 0, 0.0
+    with Progress(
+        *Progress.get_default_columns(), TextColumn("{task.fields[speed]}"), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("  training", total=len(loader), speed="")
+        for grey, target, masks, has_mask in loader:
+            grey = grey.to(device, non_blocking=True).contiguous(
+                memory_format=torch.channels_last
+            )  # (B, 1, S, S)
+            target = target.to(device, non_blocking=True)
+            with autocast(device):
+                logits, mask_logits = model.forward_with_mask(grey)
+                loss = loss_fn(logits.float(), target)
+                if mask_logits is not None and aux_seg_weight > 0:
+                    loss = loss + aux_seg_weight * _mask_loss(
+                        mask_logits, masks.to(device), has_mask.to(device)
+                    )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(target)
+            loss_sum += loss.item() * len(target)
+            bar.update(task, advance=1, speed=f"{seen / (time.perf_counter() - started):.1f} img/s")
+    return seen, loss_sum, time.perf_counter() - started
+
+
 def fit(
     cfg: FitConfig,
     augment: AugmentConfig,
@@ -120,24 +152,9 @@ def fit(
         _set_phase(model, frozen, cfg.freeze_bn_stats)
         torch.manual_seed(cfg.seed * 1000 + epoch)
 
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for grey, target, masks, has_mask in loader:
-            grey = grey.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            target = target.to(device, non_blocking=True)
-            with autocast(device):
-                logits, mask_logits = model.forward_with_mask(grey)
-                loss = loss_fn(logits.float(), target)
-                if mask_logits is not None and aux_seg_weight > 0:
-                    loss = loss + aux_seg_weight * _mask_loss(
-                        mask_logits, masks.to(device), has_mask.to(device)
-                    )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            seen += len(target)
-            loss_sum += loss.item() * len(target)
-        seconds = time.perf_counter() - started
+        seen, loss_sum, seconds = _train_epoch(
+            model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight
+        )
         speeds.append(seen / seconds)
 
         model.eval()

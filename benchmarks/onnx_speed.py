@@ -1,0 +1,103 @@
+"""Batch-1 CPU latency of the shipped model: PyTorch fp32 eager vs ONNX Runtime fp32 vs ONNX Runtime int8.
+
+  python -m benchmarks.onnx_speed [--checkpoint artifacts/.../evaluate/model.pt] [--runs 200]
+
+All three run in one process on the same test images with 2 threads, interleaved in rounds so
+machine drift hits all of them; PyTorch eager is the named baseline. Also reports file sizes,
+top-1 agreement int8 vs fp32 and macro-F1 of each on the frozen test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flows.settings import apply_offline_defaults
+
+apply_offline_defaults()
+
+from data_checks.manifest import load_dataset  # noqa: E402
+from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session  # noqa: E402
+from training.checkpoint import load_model  # noqa: E402
+from training.config import SplitConfig  # noqa: E402
+from training.metrics import macro_f1  # noqa: E402
+from training.model import ProbabilityModel  # noqa: E402
+from training.prepare import assign_split  # noqa: E402
+from training.train import split_indices, training_data  # noqa: E402
+
+
+def latest_checkpoint() -> Path:
+    found = sorted(Path("artifacts").glob("**/evaluate/model.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise SystemExit("no evaluated model under artifacts/; run `make demo` first or pass --checkpoint")
+    return found[-1]
+
+
+def timed(run_one, images: np.ndarray, runs: int) -> list[float]:
+    out = []
+    for i in range(runs):
+        x = images[i % len(images)][None]
+        started = time.perf_counter()
+        run_one(x)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    checkpoint = args.checkpoint or latest_checkpoint()
+    model, _ = load_model(checkpoint)
+    manifest = load_dataset(Path("data/magnetic_tiles")).manifest
+    classes = list(model.spec.classes)
+    manifest = assign_split(manifest, SplitConfig(), "magnetic_tiles")  # the frozen test set
+    data = training_data(manifest, classes, model.spec.image_size, Path(".shopfloor/cache"))
+    parts = split_indices(manifest)
+    grey = data.images[:, None].astype(np.float32)
+    test, labels = grey[parts["test"]], data.labels[parts["test"]]
+    calibration = grey[np.random.default_rng(0).permutation(parts["train"])[:128]]
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
+        int8 = quantize_int8(fp32, calibration, Path(scratch) / "int8.onnx")
+        sessions = {"onnxruntime_fp32": session(fp32), "onnxruntime_int8": session(int8)}
+        shipped = ProbabilityModel(model).eval()
+        runners = {
+            "pytorch_fp32_eager": lambda x: shipped(torch.from_numpy(x)),
+            "onnxruntime_fp32": lambda x: sessions["onnxruntime_fp32"].run(None, {"grey": x}),
+            "onnxruntime_int8": lambda x: sessions["onnxruntime_int8"].run(None, {"grey": x}),
+        }
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        with torch.inference_mode():
+            for _ in range(args.rounds):
+                for name, run_one in runners.items():
+                    timed(run_one, test, 5)  # warm
+                    times[name] += timed(run_one, test, args.runs // args.rounds)
+        p32, p8 = run_onnx(sessions["onnxruntime_fp32"], test), run_onnx(sessions["onnxruntime_int8"], test)
+        sizes = {"onnx_fp32_bytes": fp32.stat().st_size, "onnx_int8_bytes": int8.stat().st_size}
+    median = {k: float(np.median(v)) for k, v in times.items()}
+    result = {
+        "checkpoint": str(checkpoint), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
+        "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
+        "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
+        "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],
+        **sizes, "int8_size_ratio": sizes["onnx_int8_bytes"] / sizes["onnx_fp32_bytes"],
+        "top1_agreement": float((p32.argmax(1) == p8.argmax(1)).mean()),
+        "macro_f1_fp32": macro_f1(labels, p32.argmax(1), len(classes)), "macro_f1_int8": macro_f1(labels, p8.argmax(1), len(classes)),
+    }  # fmt: skip
+    print(json.dumps(result, indent=2))
+    Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
+    Path("benchmarks/results/onnx_speed.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
