@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from data_checks.errors import ShopfloorError
+from flows.anomaly_cli import score_app, train_anomaly
 from flows.edge_cli import app as edge_app
 from flows.registry_cli import app as registry_app
 from flows.report import console, print_findings
@@ -35,6 +36,7 @@ app.add_typer(check_app, name="check")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(registry_app, name="registry")
 app.add_typer(edge_app, name="edge")
+app.add_typer(score_app, name="score")
 
 ConfigOption = Annotated[
     Path | None,
@@ -73,6 +75,9 @@ def train_defects(
     from flows.defect_flow import train_defect_classifier
 
     train_defect_classifier(str(data), str(config) if config else None, list(set_ or []), resume)
+
+
+train_app.command("anomaly")(train_anomaly)
 
 
 @check_app.command("images")

@@ -9,8 +9,9 @@ import mlflow
 import pandas as pd
 
 from data_checks.errors import RegistryError
+from registry.gates import GateReport
 from registry.lifecycle import AliasEvent, actor_name, promote, require_version
-from registry.promotion import GateReport, PromotionConfig
+from registry.promotion import PromotionConfig
 from registry.release import gate_version
 
 EXPORT_METRICS = ("int8_macro_f1_drop", "export_top1_agreement", "onnx_int8_latency_ms_p95")

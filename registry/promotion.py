@@ -8,40 +8,16 @@ evaluation set, both scored now, by the same code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from registry.config import PromotionConfig  # noqa: F401  (re-exported: the stage and its settings)
+from registry.gates import GateCheck, GateReport
 from registry.onnx_export import read_card, run_onnx, session
 from training.metrics import classification_metrics
 from training.preprocess import load_batch
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    name: str
-    value: float | None
-    limit: float | None
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class GateReport:
-    checks: list[GateCheck] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    def to_dict(self) -> dict:
-        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
-
-    def failures(self) -> list[str]:
-        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
 
 
 def score_onnx(path: Path, frozen: pd.DataFrame) -> dict:

@@ -13,8 +13,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from registry.gates import GateReport
 from registry.lifecycle import CHAMPION, actor_name, alias_version, promote, reconcile
-from registry.promotion import GateReport, PromotionConfig, judge
+from registry.promotion import PromotionConfig, judge
 
 
 def log_frozen_set(manifest: pd.DataFrame) -> pd.DataFrame:
