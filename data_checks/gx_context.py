@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import pandas as pd
 
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations as gx  # noqa: E402  (must follow GX_ANALYTICS_ENABLED)
-import pandas as pd  # noqa: E402
-from great_expectations.data_context.types.base import (  # noqa: E402
+from great_expectations.data_context.types.base import (  # noqa: E402  (likewise)
     DataContextConfig,
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,

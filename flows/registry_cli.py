@@ -43,7 +43,7 @@ def list_versions(model: str, tracking_uri: TrackingOption = DEFAULT_STORE) -> N
             v.tags.get("gate_passed", ""), "-"
         )
         table.add_row(
-            v.version, ", ".join(aliases.get(str(v.version), [])), _when(v.creation_timestamp),
+            str(v.version), ", ".join(aliases.get(str(v.version), [])), _when(v.creation_timestamp),
             v.tags.get("test_macro_f1", "-"), v.tags.get("int8_macro_f1", "-"), gate, v.tags.get("dvc_data_version", "-")[:12],
         )  # fmt: skip
     console.print(table)

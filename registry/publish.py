@@ -98,6 +98,7 @@ def log_onnx_models(report) -> str:
         info = mlflow.onnx.log_model(
             onnx.load(str(path)), name=name, signature=signature, input_example=example,
             onnx_execution_providers=["CPUExecutionProvider"], metadata={"card": card},
+            save_as_external_data=False,  # one self-contained file: what the edge server streams
             pip_requirements=["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"],
         )  # fmt: skip
         uris[name] = info.model_uri

@@ -14,7 +14,7 @@ from registry.config import TrackingConfig  # noqa: F401  (re-exported: the stag
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
+import mlflow  # noqa: E402  (must follow MLFLOW_DISABLE_TELEMETRY)
 
 
 def configure(cfg: TrackingConfig) -> mlflow.MlflowClient:

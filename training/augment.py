@@ -11,17 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+
+from data_checks.errors import ConfigError
+from training.config import AugmentConfig
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # else a 2 s network check at import
-
-import albumentations as A  # noqa: E402
-import matplotlib  # noqa: E402
-import numpy as np  # noqa: E402
-
-from data_checks.errors import ConfigError  # noqa: E402
-from training.config import AugmentConfig  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import albumentations as A  # noqa: E402  (must follow NO_ALBUMENTATIONS_UPDATE)
 
 
 def _lighting() -> list[A.BasicTransform]:
@@ -83,9 +80,8 @@ def preview_grid(
             AugmentConfig(presets=(name,), horizontal_flip=False, vertical_flip=False)
         )
         columns += [(name, pipeline)] * per_preset
-    figure, axes = plt.subplots(
-        len(images), len(columns), figsize=(1.6 * len(columns), 1.6 * len(images)), squeeze=False
-    )
+    figure = Figure(figsize=(1.6 * len(columns), 1.6 * len(images)))
+    axes = figure.subplots(len(images), len(columns), squeeze=False)
     for row, image in enumerate(images):
         for col, (name, pipeline) in enumerate(columns):
             if pipeline is not None:
@@ -100,5 +96,4 @@ def preview_grid(
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
-    plt.close(figure)
     return path

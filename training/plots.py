@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure  # the object API: no GUI backend, no global pyplot state
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from training.metrics import ClassificationMetrics  # noqa: E402
+from training.metrics import ClassificationMetrics
 
 
 def _save(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
@@ -26,7 +22,8 @@ def confusion_matrix_png(metrics: ClassificationMetrics, path: Path) -> Path:
     counts = np.asarray(metrics.confusion)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     n = len(metrics.classes)
-    figure, axis = plt.subplots(figsize=(1.1 * n + 2, 1.0 * n + 1.5))
+    figure = Figure(figsize=(1.1 * n + 2, 1.0 * n + 1.5))
+    axis = figure.subplots()
     axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
@@ -49,7 +46,8 @@ def confusion_matrix_png(metrics: ClassificationMetrics, path: Path) -> Path:
 def per_class_png(metrics: ClassificationMetrics, path: Path) -> Path:
     names = list(metrics.classes)
     x = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(1.2 * len(names) + 2, 3.5))
+    figure = Figure(figsize=(1.2 * len(names) + 2, 3.5))
+    axis = figure.subplots()
     for offset, key in zip((-0.25, 0.0, 0.25), ("precision", "recall", "f1"), strict=True):
         axis.bar(x + offset, [metrics.per_class[c][key] for c in names], width=0.25, label=key)
     axis.set_xticks(x, [f"{c}\n(n={metrics.per_class[c]['support']})" for c in names], fontsize=8)

@@ -120,3 +120,27 @@ def test_near_copies_never_straddle_groups(tile_subset, tmp_path):
         zip(checked.manifest["path"].map(lambda p: Path(p).name), checked.manifest["group"], strict=True)
     )
     assert groups[twin.name] == groups[_first(free, 2).name]
+
+
+def test_annotator_manifest_reports_agreement_and_quarantines_ties(tile_subset, tmp_path):
+    import pandas as pd
+
+    images = sorted(tile_subset.rglob("*.jpg"))
+    tie = len(images) // 2  # far from image 0: the first two Blowhole shots are near-copies of each other
+    rows = []
+    for i, image in enumerate(images):
+        label = image.parts[-3]
+        for annotator in ("day-shift", "night-shift", "qa"):
+            given = label
+            if i == 0 and annotator == "day-shift":  # one of three says otherwise: majority wins
+                given = "MT_Crack" if label != "MT_Crack" else "MT_Free"
+            if i == tie:  # three different answers: no majority
+                given = {"day-shift": "MT_Free", "night-shift": "MT_Crack", "qa": "MT_Break"}[annotator]
+            rows.append({"path": str(image), "label": given, "annotator": annotator})
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    checked = check_image_dataset(_config(tmp_path), csv, tmp_path / "out")
+    assert checked.agreement is not None and 0.9 < checked.agreement.fleiss_overall < 1.0
+    assert set(checked.agreement.disagreements["path"]) == {str(images[0]), str(images[tie])}
+    assert [Path(q.original).name for q in checked.quarantined] == [images[tie].name]  # the tie
+    assert len(checked.manifest) == len(images) - 1

@@ -34,3 +34,33 @@ def test_bad_setting_names_the_key(tmp_path):
 def test_unknown_setting_is_refused(tmp_path):
     out = shopfloor("train", "defects", "--data", str(tmp_path), "--set", "fit.epoch=3")
     assert out.returncode == 2 and "fit.epoch" in out.stderr
+
+
+def test_ui_serves_the_mlflow_store(tmp_path):
+    """`shopfloor ui` starts MLflow's UI on the flows' store and answers HTTP."""
+    import time
+
+    import httpx
+
+    from tests.registry.edge_harness import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline, status = time.time() + 120, None
+        while time.time() < deadline and status != 200:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert status == 200
+        experiments = httpx.post(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", json={"max_results": 10}, timeout=10
+        )
+        assert experiments.status_code == 200 and "Default" in experiments.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

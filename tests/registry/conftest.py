@@ -67,11 +67,16 @@ def registry_store(tmp_path, monkeypatch):
     return cfg, configure(cfg)
 
 
-def register_exports(reports, model_name: str = "tiles") -> list[str]:
+def register_exports(reports, model_name: str = "tiles", manifest=None) -> list[str]:
+    """Register each export as a version, as the flow does (metrics, and the frozen set if given)."""
+    from registry.release import log_frozen_set
+
     versions = []
     for report in reports:
         with mlflow.start_run():
             mlflow.log_metrics(report.flat())
+            if manifest is not None:
+                log_frozen_set(manifest)
             uri = publish.log_onnx_models(report)
             versions.append(publish.register(uri, model_name, {"test": "yes"}).version)
     return versions

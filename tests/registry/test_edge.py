@@ -187,3 +187,16 @@ def test_status_lists_devices_and_versions(edge):
     rows = {x.name: x for x in edge["store"].devices()}
     assert rows["press-8"].running_version == edge["v1"] and rows["press-8"].model == MODEL
     shutil.rmtree(edge["root"] / "devices", ignore_errors=True)
+
+
+def test_pulled_model_predicts_real_images(edge, tile_subset_master):
+    from registry.edge.predict import predict_files
+
+    d = device(edge, "press-9")
+    path = d.pull(MODEL).path
+    images = [str(p) for p in sorted(tile_subset_master.rglob("*.jpg"))[:4]]
+    verdicts = predict_files(path, images)
+    assert [v.path for v in verdicts] == images
+    assert all(
+        v.label.startswith("MT_") and 0 < v.probability <= 1 and v.reject in (True, False) for v in verdicts
+    )

@@ -109,3 +109,41 @@ def test_alias_set_in_the_mlflow_ui_is_recorded(exported_pair, registry_store):
     [event] = [e for e in reconcile(client, "tiles") if e.alias == CHAMPION]
     assert (event.from_version, event.to_version, event.actor) == (v1, v2, "mlflow-ui-or-api")
     assert reconcile(client, "tiles") == []  # recorded once
+
+
+def test_manual_approval_reruns_the_gate_and_override_needs_a_reason(exported_pair, registry_store):
+    from registry.approval import approve
+
+    reports, manifest = exported_pair
+    _, client = registry_store
+    v1, v2 = register_exports(reports, manifest=manifest)
+    report, _ = approve(LENIENT, "tiles", v1)
+    assert report.passed and alias_version(client, "tiles", CHAMPION) == v1
+    strict = LENIENT.model_copy(update={"min_macro_f1": 0.99})
+    with pytest.raises(RegistryError, match="fails the promotion gate"):
+        approve(strict, "tiles", v2)
+    assert alias_version(client, "tiles", CHAMPION) == v1
+    approve(strict, "tiles", v2, override_reason="line stopped, old model misses cracks")
+    assert alias_version(client, "tiles", CHAMPION) == v2
+    last = [e for e in history(client, "tiles") if e.alias == CHAMPION][-1]
+    assert last.gate["override_reason"].startswith("line stopped") and last.actor.startswith("user:")
+
+
+def test_registry_cli_lists_versions_and_history(exported_pair, registry_store):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    reports, manifest = exported_pair
+    cfg, client = registry_store
+    v1, v2 = register_exports(reports, manifest=manifest)
+    promote(client, "tiles", v1, "user:test", None)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["registry", "list", "tiles", "--tracking-uri", cfg.tracking_uri])
+    assert listed.exit_code == 0, listed.output
+    assert "champion" in listed.output and "candidate" in listed.output
+    shown = runner.invoke(
+        app, ["registry", "history", "tiles", "--tracking-uri", cfg.tracking_uri, "--at", "2999-01-01T00:00"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"champion at 2999-01-01T00:00: version {v1}" in shown.output.replace("\n", " ")
