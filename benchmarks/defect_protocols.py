@@ -19,18 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_checks.manifest import load_dataset
+from flows.config import DefectJobConfig, load_config
 from flows.settings import apply_offline_defaults
-
-apply_offline_defaults()
-
-from data_checks.manifest import load_dataset  # noqa: E402
-from flows.config import DefectJobConfig, load_config  # noqa: E402
-from training.checkpoint import load_model  # noqa: E402
-from training.evaluate import evaluate_split  # noqa: E402
-from training.fit import fit  # noqa: E402
-from training.model import make_spec  # noqa: E402
-from training.split import Split, grouped_holdout, grouped_kfold, lighting_shift  # noqa: E402
-from training.train import training_data  # noqa: E402
+from training.checkpoint import load_model
+from training.evaluate import evaluate_split
+from training.fit import fit
+from training.model import make_spec
+from training.split import Split, grouped_holdout, grouped_kfold, lighting_shift
+from training.train import training_data
 
 DATA = Path("data/magnetic_tiles")
 CACHE = Path(".shopfloor/cache")
@@ -75,6 +72,7 @@ def run_fold(cfg: DefectJobConfig, manifest, classes, split: Split, out: Path) -
 
 
 def main() -> None:
+    apply_offline_defaults()
     parser = argparse.ArgumentParser()
     parser.add_argument("protocol", choices=["holdout", "kfold", "lighting"])
     parser.add_argument("--folds", type=int, default=5)

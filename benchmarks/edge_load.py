@@ -27,8 +27,6 @@ import numpy as np
 
 from flows.settings import apply_offline_defaults
 
-apply_offline_defaults()
-
 
 def latest_export() -> Path:
     found = sorted(Path("artifacts").glob("**/export/model.int8.onnx"), key=lambda p: p.stat().st_mtime)
@@ -124,6 +122,7 @@ async def hammer_manifest(url: str, tokens: list[str], seconds: float) -> dict:
 
 
 def main() -> None:
+    apply_offline_defaults()
     parser = argparse.ArgumentParser()
     parser.add_argument("--onnx", type=Path, default=None)
     parser.add_argument("--devices", type=int, default=100)

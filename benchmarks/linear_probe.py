@@ -14,18 +14,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
+from data_checks.image_properties import compute_image_properties
+from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
-
-apply_offline_defaults()
-
-from sklearn.model_selection import StratifiedKFold  # noqa: E402
-
-from data_checks.image_properties import compute_image_properties  # noqa: E402
-from data_checks.manifest import load_dataset  # noqa: E402
-from training.embeddings import cached_embeddings, linear_probe  # noqa: E402
-from training.metrics import macro_f1  # noqa: E402
-from training.split import grouped_kfold  # noqa: E402
+from training.embeddings import cached_embeddings, linear_probe
+from training.metrics import macro_f1
+from training.split import grouped_kfold
 
 DATA, CACHE = Path("data/magnetic_tiles"), Path(".shopfloor/cache")
 
@@ -41,6 +37,7 @@ def probe_scores(
 
 
 def main() -> None:
+    apply_offline_defaults()
     manifest = load_dataset(DATA).manifest
     classes = sorted(manifest["label"].unique())
     labels = np.array([classes.index(c) for c in manifest["label"]])

@@ -18,18 +18,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
-
-apply_offline_defaults()
-
-from data_checks.manifest import load_dataset  # noqa: E402
-from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session  # noqa: E402
-from training.checkpoint import load_model  # noqa: E402
-from training.config import SplitConfig  # noqa: E402
-from training.metrics import macro_f1  # noqa: E402
-from training.model import ProbabilityModel  # noqa: E402
-from training.prepare import assign_split  # noqa: E402
-from training.train import split_indices, training_data  # noqa: E402
+from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session
+from training.checkpoint import load_model
+from training.config import SplitConfig
+from training.metrics import macro_f1
+from training.model import ProbabilityModel
+from training.prepare import assign_split
+from training.train import split_indices, training_data
 
 
 def latest_checkpoint() -> Path:
@@ -50,6 +47,7 @@ def timed(run_one, images: np.ndarray, runs: int) -> list[float]:
 
 
 def main() -> None:
+    apply_offline_defaults()
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=200)

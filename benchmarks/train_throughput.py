@@ -21,17 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
-
-apply_offline_defaults()
-
-from data_checks.manifest import load_dataset  # noqa: E402
-from training.backbones import create_backbone  # noqa: E402
-from training.config import AugmentConfig, FitConfig  # noqa: E402
-from training.device import autocast, resolve_device  # noqa: E402
-from training.fit import fit  # noqa: E402
-from training.model import make_spec  # noqa: E402
-from training.train import training_data  # noqa: E402
+from training.backbones import create_backbone
+from training.config import AugmentConfig, FitConfig
+from training.device import autocast, resolve_device
+from training.fit import fit
+from training.model import make_spec
+from training.train import training_data
 
 BATCH = 32
 
@@ -77,6 +74,7 @@ def shopfloor_loop(data, classes, count: int, size: int) -> float:
 
 
 def main() -> None:
+    apply_offline_defaults()
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", type=int, default=224)
