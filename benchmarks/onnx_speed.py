@@ -20,6 +20,7 @@ import torch
 
 from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
+from registry.config import ExportConfig
 from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session
 from training.checkpoint import load_model
 from training.config import SplitConfig
@@ -66,7 +67,10 @@ def main() -> None:
     calibration = grey[np.random.default_rng(0).permutation(parts["train"])[:128]]
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
-        int8 = quantize_int8(fp32, calibration, Path(scratch) / "int8.onnx")
+        export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
+        int8 = quantize_int8(
+            fp32, calibration, Path(scratch) / "int8.onnx", export.float_convs, export.calibration_method
+        )
         sessions = {"onnxruntime_fp32": session(fp32), "onnxruntime_int8": session(int8)}
         shipped = ProbabilityModel(model).eval()
         runners = {
@@ -85,6 +89,7 @@ def main() -> None:
     median = {k: float(np.median(v)) for k, v in times.items()}
     result = {
         "checkpoint": str(checkpoint), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
+        "float_convs": ExportConfig().float_convs, "calibration": ExportConfig().calibration_method,
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -21,6 +23,7 @@ class ExportConfig(BaseModel):
     latency_runs: int = Field(50, ge=5)
     threads: int = Field(2, ge=1)  # the edge box: 2 cores
     float_convs: int = Field(3, ge=0)  # first convolutions kept in float (see onnx_export.float_nodes)
+    calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
     seed: int = 0
 
 

@@ -19,7 +19,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from data_checks.errors import ExportError
@@ -104,8 +110,25 @@ def float_nodes(model: onnx.ModelProto, float_convs: int) -> list[str]:
     return keep
 
 
-def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, float_convs: int = 3) -> Path:
-    """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images."""
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "percentile": CalibrationMethod.Percentile,
+    "entropy": CalibrationMethod.Entropy,
+}
+
+
+def quantize_int8(
+    fp32_path: Path,
+    calibration_grey: np.ndarray,
+    path: Path,
+    float_convs: int = 3,
+    calibration_method: str = "minmax",
+) -> Path:
+    """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images.
+
+    `calibration_method` picks how activation ranges are read from the calibration images:
+    min/max of what was seen, or a percentile / entropy cut that ignores rare outliers.
+    """
     prepared = path.with_name(path.stem + ".prep.onnx")
     logging.getLogger("root").setLevel(logging.ERROR)  # quant_pre_process logs shape-inference notes
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
@@ -113,6 +136,7 @@ def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, flo
         str(prepared), str(path), _Calibration(calibration_grey), quant_format=QuantFormat.QDQ,
         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         nodes_to_exclude=float_nodes(onnx.load(str(prepared)), float_convs),
+        calibrate_method=CALIBRATION_METHODS[calibration_method],
     )  # fmt: skip
     prepared.unlink(missing_ok=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

@@ -1,0 +1,82 @@
+"""Which int8 settings keep the quantized model faithful: float convolutions x calibration method.
+
+  python -m benchmarks.int8_settings [--checkpoint .../evaluate/model.pt]
+
+For each setting, quantize the same fp32 export and measure, on the validation part (never the
+test part: this benchmark chooses ExportConfig defaults), top-1 agreement with fp32, the file
+size and the batch-1 latency. The defaults in registry/config.py ExportConfig come from here;
+the shipped figures on the test part come from benchmarks/onnx_speed.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.onnx_speed import latest_checkpoint, timed
+from data_checks.manifest import load_dataset
+from flows.settings import apply_offline_defaults
+from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session
+from training.checkpoint import load_model
+from training.config import SplitConfig
+from training.prepare import assign_split
+from training.train import split_indices, training_data
+
+SETTINGS = [(3, "minmax"), (3, "percentile"), (3, "entropy"), (6, "minmax"), (6, "percentile")]
+
+
+def main() -> None:
+    apply_offline_defaults()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    checkpoint = args.checkpoint or latest_checkpoint()
+    model, _ = load_model(checkpoint)
+    manifest = assign_split(
+        load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"
+    )
+    data = training_data(manifest, list(model.spec.classes), model.spec.image_size, Path(".shopfloor/cache"))
+    parts = split_indices(manifest)
+    grey = data.images[:, None].astype(np.float32)
+    calibration = grey[np.random.default_rng(0).permutation(parts["train"])[:128]]
+    val = grey[parts["val"]]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
+        reference = run_onnx(session(fp32), val).argmax(1)
+        sess32 = session(fp32)
+        timed(lambda x: sess32.run(None, {"grey": x}), val, 5)  # warm
+        fp32_ms = float(np.median(timed(lambda x: sess32.run(None, {"grey": x}), val, args.runs)))
+        for float_convs, method in SETTINGS:
+            path = quantize_int8(
+                fp32, calibration, Path(scratch) / f"int8-{float_convs}-{method}.onnx", float_convs, method
+            )
+            sess = session(path)
+            agreement = float((run_onnx(sess, val).argmax(1) == reference).mean())
+            timed(lambda x, s=sess: s.run(None, {"grey": x}), val, 5)
+            ms = float(np.median(timed(lambda x, s=sess: s.run(None, {"grey": x}), val, args.runs)))
+            row = {
+                "float_convs": float_convs, "calibration": method, "val_top1_agreement": agreement,
+                "size_ratio": path.stat().st_size / fp32.stat().st_size, "median_ms": ms,
+                "speedup_vs_ort_fp32": fp32_ms / ms,
+            }  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    result = {
+        "checkpoint": str(checkpoint),
+        "val_images": len(val),
+        "ort_fp32_median_ms": fp32_ms,
+        "settings": rows,
+    }
+    Path("benchmarks/results/int8_settings.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
