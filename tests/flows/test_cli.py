@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -47,7 +49,7 @@ def test_ui_serves_the_mlflow_store(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
         deadline, status = time.time() + 120, None
@@ -62,5 +64,5 @@ def test_ui_serves_the_mlflow_store(tmp_path):
         )
         assert experiments.status_code == 200 and "Default" in experiments.text
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # the whole group: mlflow ui runs uvicorn in a child
         proc.wait(timeout=20)
