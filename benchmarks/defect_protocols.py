@@ -3,6 +3,7 @@
   python -m benchmarks.defect_protocols holdout  --set fit.epochs=8 ...   one grouped hold-out
   python -m benchmarks.defect_protocols kfold    --folds 5 ...            k-fold CV by tile
   python -m benchmarks.defect_protocols lighting ...                      train exp1-3, test exp4-6
+  python -m benchmarks.defect_protocols lighting --name N --rescore       re-score run N's best.pt
 
 Each run appends one JSON line (config, per-fold metrics, mean and spread) to --out, which
 BENCHMARKS.md summarises. Settings are chosen on validation parts inside the training folds;
@@ -30,6 +31,7 @@ from training.split import Split, grouped_holdout, grouped_kfold, lighting_shift
 from training.train import training_data
 
 DATA = Path("data/magnetic_tiles")
+TRAIN_LIGHTING, TEST_LIGHTING = {"exp1", "exp2", "exp3"}, {"exp4", "exp5", "exp6"}
 CACHE = Path(".shopfloor/cache")
 
 
@@ -39,29 +41,58 @@ def folds_for(protocol: str, manifest, cfg: DefectJobConfig, k: int) -> list[Spl
         return grouped_kfold(labels, groups, k, cfg.split.val_fraction, cfg.split.seed)
     if protocol == "lighting":
         lighting = manifest["lighting"].to_numpy()
-        return [
-            lighting_shift(
-                labels, groups, lighting, {"exp1", "exp2", "exp3"}, {"exp4", "exp5", "exp6"}, cfg.split
-            )
-        ]
+        return [lighting_shift(labels, groups, lighting, TRAIN_LIGHTING, TEST_LIGHTING, cfg.split)]
     return [grouped_holdout(labels, groups, cfg.split)]
 
 
-def run_fold(cfg: DefectJobConfig, manifest, classes, split: Split, out: Path) -> dict:
+def in_distribution_test(manifest, cfg: DefectJobConfig) -> np.ndarray:
+    """The lighting protocol's test tiles, shot under the *training* lamps: its in-distribution twin."""
+    labels, groups = manifest["label"].to_numpy(), manifest["group"].to_numpy()
+    held_out = grouped_holdout(labels, groups, cfg.split).test
+    return held_out[np.isin(manifest["lighting"].to_numpy()[held_out], list(TRAIN_LIGHTING))]
+
+
+def run_fold(
+    cfg: DefectJobConfig,
+    manifest,
+    classes,
+    split: Split,
+    out: Path,
+    twin: np.ndarray | None = None,
+    rescore: bool = False,
+) -> dict:
+    """Train (or, with `rescore`, reload out/best.pt) and score; `twin`: a second test set to score."""
     data = training_data(manifest, classes, cfg.model.image_size, CACHE)
     spec = make_spec(
         cfg.model.backbone, classes, cfg.model.image_size, cfg.model.dropout, cfg.model.aux_seg_weight > 0
     )
     started = time.perf_counter()
-    result = fit(
-        cfg.fit, cfg.augment, spec, data, split.train, split.val, out, aux_seg_weight=cfg.model.aux_seg_weight
-    )
-    model, _ = load_model(result.best_checkpoint)
+    result = None
+    if not rescore:
+        result = fit(
+            cfg.fit,
+            cfg.augment,
+            spec,
+            data,
+            split.train,
+            split.val,
+            out,
+            aux_seg_weight=cfg.model.aux_seg_weight,
+        )
+    model, _ = load_model(result.best_checkpoint if result else out / "best.pt")
     ev = evaluate_split(
         model, data.images, data.labels, split.val, split.test, cfg.eval, torch.device("cpu"), out
     )
     point = ev.test.operating_point
-    return {
+    extra = {}
+    if twin is not None:
+        ev_twin = evaluate_split(
+            model, data.images, data.labels, split.val, twin, cfg.eval, torch.device("cpu"), out / "twin"
+        )
+        extra = {"in_distribution_test_macro_f1": ev_twin.test.macro_f1, "n_in_distribution_test": len(twin)}
+    if result is None:
+        return {"test_macro_f1": ev.test.macro_f1, "n_test": len(split.test), **extra}
+    return extra | {
         "test_macro_f1": ev.test.macro_f1, "test_balanced_accuracy": ev.test.balanced_accuracy,
         "test_recall": {c: v["recall"] for c, v in ev.test.per_class.items()},
         "defect_recall": point.defect_recall if point else None, "false_reject_rate": point.false_reject_rate if point else None,
@@ -79,6 +110,7 @@ def main() -> None:
     parser.add_argument("--only-fold", type=int, default=None)
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--name", default="")
+    parser.add_argument("--rescore", action="store_true", help="score the run's saved best.pt, no training")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/defect_protocols.jsonl"))
     args = parser.parse_args()
     cfg = load_config(DefectJobConfig, None, ["split.frozen_test_dir=null", *args.set])
@@ -89,17 +121,16 @@ def main() -> None:
     for i, split in enumerate(folds):
         if args.only_fold is not None and i != args.only_fold:
             continue
-        row = run_fold(
-            cfg, manifest, classes, split, Path("artifacts/bench") / f"{args.protocol}-{args.name}-{i}"
-        )
+        twin = in_distribution_test(manifest, cfg) if args.protocol == "lighting" else None
+        out = Path("artifacts/bench") / f"{args.protocol}-{args.name}-{i}"
+        row = run_fold(cfg, manifest, classes, split, out, twin, args.rescore)
         print(
-            f"fold {i}: test macro-F1 {row['test_macro_f1']:.3f}, defect recall {row['defect_recall']}, FRR {row['false_reject_rate']}",
-            flush=True,
+            f"fold {i}: " + ", ".join(f"{k} {v}" for k, v in row.items() if not isinstance(v, (list, dict)))
         )
         results.append(row)
     scores = [r["test_macro_f1"] for r in results]
     summary = {
-        "name": args.name, "protocol": args.protocol, "settings": args.set, "folds": results,
+        "name": args.name + ("-rescored" if args.rescore else ""), "protocol": args.protocol, "settings": args.set, "folds": results,
         "macro_f1_mean": float(np.mean(scores)), "macro_f1_std": float(np.std(scores)),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
