@@ -12,8 +12,6 @@ bearing geometry) is written into the file's metadata_props, so the file describ
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import onnxruntime as ort
 
 from data_checks.errors import ExportError
 from registry.anomaly_config import AnomalyExportConfig  # noqa: F401  (re-exported: the stage and its settings)
+from registry.torch_onnx import export_dynamic_batch
 
 INPUT, OUTPUT = "features", "score"
 CARD_KEY = "shopfloor.anomaly_card"
@@ -75,17 +74,7 @@ def export_autoencoder(model, n_features: int, path: Path, opset: int) -> Path:
 
     net = model.net.eval()
     example = torch.zeros(4, n_features).contiguous()
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in ("torch.onnx", "onnxscript", "torch._export", "torch.export"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        torch.onnx.export(
-            net, (example,), str(path), dynamo=True, opset_version=opset, external_data=False,
-            input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"features": {0: batch}}, verbose=False,
-        )  # fmt: skip
-    return path
+    return export_dynamic_batch(net, example, path, INPUT, OUTPUT, opset, max_batch=1 << 20)
 
 
 EXPORTERS = {"isolation_forest": export_isolation_forest, "autoencoder": export_autoencoder}

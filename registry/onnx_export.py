@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from data_checks.errors import ExportError
+from registry.torch_onnx import export_dynamic_batch
 from training.model import DefectClassifier, ProbabilityModel
 from training.preprocess import RESIZE
 
@@ -56,16 +56,7 @@ def export_fp32(model: DefectClassifier, path: Path) -> Path:
     shipped = ProbabilityModel(model.eval().to("cpu", memory_format=torch.contiguous_format)).eval()
     size = model.spec.image_size
     example = torch.full((2, 1, size, size), 128.0).contiguous()  # contiguous: channels-last fails export
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in ("torch.onnx", "onnxscript", "torch._export", "torch.export"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        torch.onnx.export(
-            shipped, (example,), str(path), dynamo=True, opset_version=OPSET, external_data=False,
-            input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"grey": {0: batch}}, verbose=False,
-        )  # fmt: skip
+    export_dynamic_batch(shipped, example, path, INPUT, OUTPUT, OPSET, max_batch=1024)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path
 
