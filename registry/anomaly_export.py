@@ -21,18 +21,11 @@ import onnxruntime as ort
 
 from data_checks.errors import ExportError
 from registry.anomaly_config import AnomalyExportConfig  # noqa: F401  (re-exported: the stage and its settings)
+from registry.onnx_runtime import session
 from registry.torch_onnx import export_dynamic_batch
 
 INPUT, OUTPUT = "features", "score"
 CARD_KEY = "shopfloor.anomaly_card"
-
-
-def session(path: Path, threads: int = 2) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def onnx_scores(sess: ort.InferenceSession, features: np.ndarray) -> np.ndarray:

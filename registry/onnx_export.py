@@ -28,20 +28,13 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from data_checks.errors import ExportError
+from registry.onnx_runtime import session
 from registry.torch_onnx import export_dynamic_batch
 from training.model import DefectClassifier, ProbabilityModel
 from training.preprocess import RESIZE
 
 OPSET = 18  # asking for 17 prints a traceback and yields 18 anyway (STACK_NOTES)
 INPUT, OUTPUT = "grey", "probabilities"
-
-
-def session(path: Path, threads: int = 2) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(sess: ort.InferenceSession, grey: np.ndarray, batch: int = 32) -> np.ndarray:
