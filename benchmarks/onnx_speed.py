@@ -69,7 +69,12 @@ def main() -> None:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
         export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
         int8 = quantize_int8(
-            fp32, calibration, Path(scratch) / "int8.onnx", export.float_convs, export.calibration_method
+            fp32,
+            calibration,
+            Path(scratch) / "int8.onnx",
+            export.float_convs,
+            export.calibration_method,
+            export.reduce_range,
         )
         sessions = {"onnxruntime_fp32": session(fp32), "onnxruntime_int8": session(int8)}
         shipped = ProbabilityModel(model).eval()
@@ -89,7 +94,7 @@ def main() -> None:
     median = {k: float(np.median(v)) for k, v in times.items()}
     result = {
         "checkpoint": str(checkpoint), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
-        "float_convs": ExportConfig().float_convs, "calibration": ExportConfig().calibration_method,
+        "float_convs": export.float_convs, "calibration": export.calibration_method, "reduce_range": export.reduce_range,
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],

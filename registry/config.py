@@ -24,6 +24,7 @@ class ExportConfig(BaseModel):
     threads: int = Field(2, ge=1)  # the edge box: 2 cores
     float_convs: int = Field(3, ge=0)  # first convolutions kept in float (see onnx_export.float_nodes)
     calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
+    reduce_range: bool = False  # 7-bit weights: avoids int16 saturation on x86 CPUs without VNNI
     seed: int = 0
 
 

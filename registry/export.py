@@ -142,7 +142,12 @@ def export_edge_models(
     fp32_path = export_fp32(model, out_dir / "model.fp32.onnx")
     parity = check_parity(model, fp32_path, test[:64], cfg.parity_atol)
     int8_path = quantize_int8(
-        fp32_path, calibration, out_dir / "model.int8.onnx", cfg.float_convs, cfg.calibration_method
+        fp32_path,
+        calibration,
+        out_dir / "model.int8.onnx",
+        cfg.float_convs,
+        cfg.calibration_method,
+        cfg.reduce_range,
     )
     fp32, fp32_proba = _measure(fp32_path, test, labels, len(classes), cfg)
     int8, int8_proba = _measure(int8_path, test, labels, len(classes), cfg)
@@ -161,6 +166,9 @@ def export_edge_models(
         },
         "onnx_fp32": asdict(fp32),
         "onnx_int8": asdict(int8) | {"top1_agreement_with_fp32": agreement},
+        "int8_quantization": cfg.model_dump(
+            include={"calibration_images", "calibration_method", "float_convs", "reduce_range"}
+        ),
         "evaluation_images": len(test),
         "parity_max_abs": parity,
     }

@@ -6,8 +6,10 @@ import numpy as np
 import onnx
 import pytest
 
-from registry.onnx_export import read_card, run_onnx, session
+from registry.config import ExportConfig
+from registry.onnx_export import quantize_int8, read_card, run_onnx, session
 from tests.registry.conftest import SIZE
+from training.train import training_data
 
 pytestmark = pytest.mark.slow
 
@@ -38,3 +40,26 @@ def test_the_file_describes_itself(exported_pair):
     assert "defect_threshold" in card["decision"] and card["decision"]["ok_class"] == "MT_Free"
     assert {"onnx_fp32", "onnx_int8", "pytorch_fp32"} <= set(card["metrics"])
     assert card["precision"] == "int8"
+    assert card["metrics"]["int8_quantization"]["reduce_range"] == ExportConfig().reduce_range
+
+
+def test_reduce_range_keeps_int8_weights_in_seven_bits(exported_pair, tmp_path):
+    """7-bit weights are what keep AVX2 CPUs without VNNI from saturating their int16 sums."""
+    (report, _), manifest = exported_pair
+    classes = sorted(manifest["label"].unique())
+    grey = training_data(manifest, classes, SIZE, tmp_path / "cache").images[:16, None].astype(np.float32)
+    peaks = {}
+    for reduce_range in (False, True):
+        path = quantize_int8(
+            report.fp32_path, grey, tmp_path / f"{reduce_range}.onnx", reduce_range=reduce_range
+        )
+        model = onnx.load(str(path))
+        weights = [
+            onnx.numpy_helper.to_array(t)
+            for t in model.graph.initializer
+            if t.data_type == onnx.TensorProto.INT8
+        ]
+        peaks[reduce_range] = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+        proba = run_onnx(session(path), grey)
+        assert np.allclose(proba.sum(1), 1, atol=1e-3)
+    assert peaks[False] == 127 and peaks[True] <= 64
