@@ -107,7 +107,7 @@ def quantize_int8(
     path: Path,
     float_convs: int = 3,
     calibration_method: str = "minmax",
-    reduce_range: bool = False,
+    reduce_range: bool = True,
 ) -> Path:
     """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images.
 
