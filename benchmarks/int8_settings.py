@@ -22,6 +22,7 @@ import torch
 from benchmarks.onnx_speed import latest_checkpoint, timed
 from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
+from registry.config import ExportConfig
 from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session
 from training.checkpoint import load_model
 from training.config import SplitConfig
@@ -61,7 +62,10 @@ def main() -> None:
         fp32_ms = float(np.median(timed(lambda x: sess32.run(None, {"grey": x}), val, args.runs)))
         for float_convs, method, reduce_range in SETTINGS:
             path = Path(scratch) / f"int8-{float_convs}-{method}-{reduce_range}.onnx"
-            quantize_int8(fp32, calibration, path, float_convs, method, reduce_range)
+            settings = ExportConfig(
+                float_convs=float_convs, calibration_method=method, reduce_range=reduce_range
+            )
+            quantize_int8(fp32, calibration, path, settings)
             sess = session(path)
             probabilities = run_onnx(sess, val)
             agreement = float((probabilities.argmax(1) == reference.argmax(1)).mean())

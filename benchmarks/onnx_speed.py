@@ -68,14 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
         export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
-        int8 = quantize_int8(
-            fp32,
-            calibration,
-            Path(scratch) / "int8.onnx",
-            export.float_convs,
-            export.calibration_method,
-            export.reduce_range,
-        )
+        int8 = quantize_int8(fp32, calibration, Path(scratch) / "int8.onnx", export)
         sessions = {"onnxruntime_fp32": session(fp32), "onnxruntime_int8": session(int8)}
         shipped = ProbabilityModel(model).eval()
         runners = {

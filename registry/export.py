@@ -141,14 +141,7 @@ def export_edge_models(
 
     fp32_path = export_fp32(model, out_dir / "model.fp32.onnx")
     parity = check_parity(model, fp32_path, test[:64], cfg.parity_atol)
-    int8_path = quantize_int8(
-        fp32_path,
-        calibration,
-        out_dir / "model.int8.onnx",
-        cfg.float_convs,
-        cfg.calibration_method,
-        cfg.reduce_range,
-    )
+    int8_path = quantize_int8(fp32_path, calibration, out_dir / "model.int8.onnx", cfg)
     fp32, fp32_proba = _measure(fp32_path, test, labels, len(classes), cfg)
     int8, int8_proba = _measure(int8_path, test, labels, len(classes), cfg)
     agreement = float((fp32_proba.argmax(1) == int8_proba.argmax(1)).mean())

@@ -28,6 +28,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from data_checks.errors import ExportError
+from registry.config import ExportConfig
 from registry.onnx_runtime import session
 from registry.torch_onnx import export_dynamic_batch
 from training.model import DefectClassifier, ProbabilityModel
@@ -101,29 +102,22 @@ CALIBRATION_METHODS = {
 }
 
 
-def quantize_int8(
-    fp32_path: Path,
-    calibration_grey: np.ndarray,
-    path: Path,
-    float_convs: int = 3,
-    calibration_method: str = "minmax",
-    reduce_range: bool = True,
-) -> Path:
+def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, cfg: ExportConfig) -> Path:
     """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images.
 
-    `calibration_method` picks how activation ranges are read from the calibration images:
-    min/max of what was seen, or a percentile / entropy cut that ignores rare outliers.
-    `reduce_range` stores weights in 7 bits: x86 CPUs without VNNI (AVX2 only, like the 2-core
-    edge box) multiply uint8 x int8 pairs into int16 sums that saturate with full 8-bit weights.
+    From `cfg`: `float_convs` (see float_nodes); `calibration_method`, how activation ranges are
+    read from the calibration images: min/max of what was seen, or a percentile / entropy cut that
+    ignores rare outliers; `reduce_range`, weights in 7 bits: x86 CPUs without VNNI (AVX2 only, like
+    the 2-core edge box) multiply uint8 x int8 pairs into int16 sums that saturate with 8-bit weights.
     """
     prepared = path.with_name(path.stem + ".prep.onnx")
     logging.getLogger("root").setLevel(logging.ERROR)  # quant_pre_process logs shape-inference notes
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     quantize_static(
         str(prepared), str(path), _Calibration(calibration_grey), quant_format=QuantFormat.QDQ,
-        per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=float_nodes(onnx.load(str(prepared)), float_convs),
-        calibrate_method=CALIBRATION_METHODS[calibration_method],
+        per_channel=True, reduce_range=cfg.reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        nodes_to_exclude=float_nodes(onnx.load(str(prepared)), cfg.float_convs),
+        calibrate_method=CALIBRATION_METHODS[cfg.calibration_method],
     )  # fmt: skip
     prepared.unlink(missing_ok=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

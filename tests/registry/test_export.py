@@ -51,7 +51,7 @@ def test_reduce_range_keeps_int8_weights_in_seven_bits(exported_pair, tmp_path):
     peaks = {}
     for reduce_range in (False, True):
         path = quantize_int8(
-            report.fp32_path, grey, tmp_path / f"{reduce_range}.onnx", reduce_range=reduce_range
+            report.fp32_path, grey, tmp_path / f"{reduce_range}.onnx", ExportConfig(reduce_range=reduce_range)
         )
         model = onnx.load(str(path))
         weights = [
