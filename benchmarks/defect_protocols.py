@@ -90,19 +90,17 @@ def run_fold(
             model, data.images, data.labels, split.val, twin, cfg.eval, torch.device("cpu"), out / "twin"
         )
         extra = {"in_distribution_test_macro_f1": ev_twin.test.macro_f1, "n_in_distribution_test": len(twin)}
-    # Re-scored: validation figures are recomputed too, so eval settings such as TTA are chosen on them.
-    if result is None:
-        return extra | {
-            "test_macro_f1": ev.test.macro_f1, "val_macro_f1": ev.val.macro_f1, "n_test": len(split.test),
-            "defect_recall": point.defect_recall if point else None, "false_reject_rate": point.false_reject_rate if point else None,
-        }  # fmt: skip
-    return extra | {
+    row = extra | {
         "test_macro_f1": ev.test.macro_f1, "test_balanced_accuracy": ev.test.balanced_accuracy,
         "test_recall": {c: v["recall"] for c, v in ev.test.per_class.items()},
         "defect_recall": point.defect_recall if point else None, "false_reject_rate": point.false_reject_rate if point else None,
+        "val_macro_f1": ev.val.macro_f1, "n_test": len(split.test),
+    }  # fmt: skip
+    if result is None:  # re-scored: validation is recomputed, so eval settings such as TTA are chosen on it
+        return row
+    return row | {
         "val_macro_f1": result.best_val_macro_f1, "best_epoch": result.best_epoch, "history": result.history,
         "train_images_per_s": result.train_images_per_s, "minutes": (time.perf_counter() - started) / 60,
-        "n_test": len(split.test),
     }  # fmt: skip
 
 
