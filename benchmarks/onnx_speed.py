@@ -3,7 +3,8 @@
   python -m benchmarks.onnx_speed [--checkpoint artifacts/.../evaluate/model.pt] [--runs 200]
 
 All three run in one process on the same test images with 2 threads, interleaved in rounds so
-machine drift hits all of them; PyTorch eager is the named baseline. Also reports file sizes,
+machine drift hits all of them, with a pause between runtimes so one's idle-spinning threads do not
+take the 2 cores from the next; PyTorch eager is the named baseline. Also reports file sizes,
 top-1 agreement int8 vs fp32 and macro-F1 of each on the frozen test set.
 """
 
@@ -52,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
@@ -80,6 +81,7 @@ def main() -> None:
         with torch.inference_mode():
             for _ in range(args.rounds):
                 for name, run_one in runners.items():
+                    time.sleep(0.5)  # let the previous runtime's spinning threads park: 2 cores only
                     timed(run_one, test, 5)  # warm
                     times[name] += timed(run_one, test, args.runs // args.rounds)
         p32, p8 = run_onnx(sessions["onnxruntime_fp32"], test), run_onnx(sessions["onnxruntime_int8"], test)
@@ -87,7 +89,7 @@ def main() -> None:
     median = {k: float(np.median(v)) for k, v in times.items()}
     result = {
         "checkpoint": str(checkpoint), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
-        "float_convs": export.float_convs, "calibration": export.calibration_method, "reduce_range": export.reduce_range,
+        "float_convs": export.float_convs, "calibration": export.calibration_method, "weight_range": export.weight_range,
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],

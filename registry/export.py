@@ -17,6 +17,7 @@ import torch
 from registry.config import ExportConfig  # noqa: F401  (re-exported: the stage and its settings)
 from registry.onnx_export import (
     OPSET,
+    check_kernel_saturation,
     check_parity,
     export_fp32,
     quantize_int8,
@@ -142,6 +143,9 @@ def export_edge_models(
     fp32_path = export_fp32(model, out_dir / "model.fp32.onnx")
     parity = check_parity(model, fp32_path, test[:64], cfg.parity_atol)
     int8_path = quantize_int8(fp32_path, calibration, out_dir / "model.int8.onnx", cfg)
+    saturation_gap = check_kernel_saturation(
+        int8_path, np.concatenate([calibration[:16], test[:16]]), cfg.threads
+    )
     fp32, fp32_proba = _measure(fp32_path, test, labels, len(classes), cfg)
     int8, int8_proba = _measure(int8_path, test, labels, len(classes), cfg)
     agreement = float((fp32_proba.argmax(1) == int8_proba.argmax(1)).mean())
@@ -160,8 +164,9 @@ def export_edge_models(
         "onnx_fp32": asdict(fp32),
         "onnx_int8": asdict(int8) | {"top1_agreement_with_fp32": agreement},
         "int8_quantization": cfg.model_dump(
-            include={"calibration_images", "calibration_method", "float_convs", "reduce_range"}
-        ),
+            include={"calibration_images", "calibration_method", "float_convs", "weight_range"}
+        )
+        | {"kernel_saturation_gap": saturation_gap},
         "evaluation_images": len(test),
         "parity_max_abs": parity,
     }

@@ -102,26 +102,89 @@ CALIBRATION_METHODS = {
 }
 
 
+def pair_bound(weight: np.ndarray) -> np.ndarray:
+    """Per output channel: the largest |w_a| + |w_b| over adjacent input pairs (a, b) = (2j, 2j+1)."""
+    flat = np.abs(weight.reshape(weight.shape[0], -1))
+    if flat.shape[1] % 2:
+        flat = np.pad(flat, ((0, 0), (0, 1)))
+    return (flat[:, 0::2] + flat[:, 1::2]).max(1)
+
+
+def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: str) -> dict:
+    """ONNX Runtime TensorQuantOverrides for the weights of the convolutions that get quantized.
+
+    Why: on x86 CPUs without VNNI (AVX2, like the 2-core edge box) ONNX Runtime's fast u8 x s8
+    kernels multiply a pair of adjacent input channels and add the two products in int16
+    (vpmaddubsw), so 255 * (|q_a| + |q_b|) must stay <= 32767, i.e. |q_a| + |q_b| <= 128. Plain
+    8-bit weights ("full") break that and the error lands on a few images at a time; 7-bit weights
+    ("reduced", |q| <= 64) keep it at half the resolution. "pair-safe" gives each output channel
+    the scale (largest pair sum) / 127: rounding then adds at most 1, so every pair stays <= 128,
+    and the 8-bit grid is used wherever the largest weight's neighbour is small. Depthwise
+    convolutions widen to 16 bits before adding, so they take plain 8-bit weights.
+    `check_kernel_saturation` verifies the result on real images.
+    """
+    if weight_range == "reduced":
+        return {}  # quantize_static's own reduce_range covers every weight
+    weights = {t.name: t for t in model.graph.initializer}
+    overrides = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.name in excluded or node.input[1] not in weights:
+            continue
+        weight = onnx.numpy_helper.to_array(weights[node.input[1]])
+        depthwise = any(a.name == "group" and a.i > 1 for a in node.attribute)
+        if weight_range == "full" or depthwise:
+            overrides[node.input[1]] = [{"axis": 0, "reduce_range": False}]
+        else:
+            overrides[node.input[1]] = [
+                {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)}
+                for b in pair_bound(weight)
+            ]
+    return overrides
+
+
 def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, cfg: ExportConfig) -> Path:
     """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images.
 
     From `cfg`: `float_convs` (see float_nodes); `calibration_method`, how activation ranges are
     read from the calibration images: min/max of what was seen, or a percentile / entropy cut that
-    ignores rare outliers; `reduce_range`, weights in 7 bits: x86 CPUs without VNNI (AVX2 only, like
-    the 2-core edge box) multiply uint8 x int8 pairs into int16 sums that saturate with 8-bit weights.
+    ignores rare outliers; `weight_range` (see weight_overrides).
     """
     prepared = path.with_name(path.stem + ".prep.onnx")
     logging.getLogger("root").setLevel(logging.ERROR)  # quant_pre_process logs shape-inference notes
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    model = onnx.load(str(prepared))
+    excluded = float_nodes(model, cfg.float_convs)
     quantize_static(
         str(prepared), str(path), _Calibration(calibration_grey), quant_format=QuantFormat.QDQ,
-        per_channel=True, reduce_range=cfg.reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=float_nodes(onnx.load(str(prepared)), cfg.float_convs),
-        calibrate_method=CALIBRATION_METHODS[cfg.calibration_method],
+        per_channel=True, reduce_range=cfg.weight_range == "reduced", activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=CALIBRATION_METHODS[cfg.calibration_method],
+        extra_options={"TensorQuantOverrides": weight_overrides(model, set(excluded), cfg.weight_range)},
     )  # fmt: skip
     prepared.unlink(missing_ok=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path
+
+
+def kernel_saturation_gap(int8_path: Path, grey: np.ndarray, threads: int = 2) -> float:
+    """Max |fast int8 kernels - exact int8 kernels| over `grey`: 0 when nothing saturates.
+
+    ONNX Runtime's exact mode (u8 x u8) is slow but cannot overflow; on CPUs with VNNI, or ARM,
+    both modes run the same kernels and the gap is 0 by construction.
+    """
+    fast = run_onnx(session(int8_path, threads), grey)
+    exact = run_onnx(session(int8_path, threads, exact_int8=True), grey)
+    return float(np.abs(fast - exact).max())
+
+
+def check_kernel_saturation(int8_path: Path, grey: np.ndarray, threads: int = 2, atol: float = 1e-6) -> float:
+    """Raise ExportError when this CPU's fast int8 kernels saturate on real images (see weight_overrides)."""
+    gap = kernel_saturation_gap(int8_path, grey, threads)
+    if gap > atol:
+        raise ExportError(
+            f"{int8_path.name}: the int8 kernels of this CPU saturate (output off by {gap:.3f} from the exact "
+            "kernels); export with weight_range 'pair-safe' or 'reduced'"
+        )
+    return gap
 
 
 def write_metadata(path: Path, card: dict) -> None:

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 from registry.config import ExportConfig
-from registry.onnx_export import quantize_int8, read_card, run_onnx, session
+from registry.onnx_export import kernel_saturation_gap, quantize_int8, read_card, run_onnx, session
 from tests.registry.conftest import SIZE
 from training.train import training_data
 
@@ -40,26 +40,53 @@ def test_the_file_describes_itself(exported_pair):
     assert "defect_threshold" in card["decision"] and card["decision"]["ok_class"] == "MT_Free"
     assert {"onnx_fp32", "onnx_int8", "pytorch_fp32"} <= set(card["metrics"])
     assert card["precision"] == "int8"
-    assert card["metrics"]["int8_quantization"]["reduce_range"] == ExportConfig().reduce_range
+    quantization = card["metrics"]["int8_quantization"]
+    assert quantization["weight_range"] == ExportConfig().weight_range == "pair-safe"
+    assert quantization["kernel_saturation_gap"] == 0.0  # the export checked its fast kernels
 
 
-def test_reduce_range_keeps_int8_weights_in_seven_bits(exported_pair, tmp_path):
-    """7-bit weights are what keep AVX2 CPUs without VNNI from saturating their int16 sums."""
+def quantized_conv_weights(path) -> list[tuple[bool, np.ndarray]]:
+    """(depthwise?, int8 weight) of every quantized convolution in a QDQ file."""
+    model = onnx.load(str(path))
+    ints = {
+        t.name: onnx.numpy_helper.to_array(t)
+        for t in model.graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    }
+    dequantized = {
+        n.output[0]: ints[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in ints
+    }
+    return [
+        (any(a.name == "group" and a.i > 1 for a in n.attribute), dequantized[n.input[1]].astype(np.int32))
+        for n in model.graph.node
+        if n.op_type == "Conv" and n.input[1] in dequantized
+    ]  # fmt: skip
+
+
+def test_pair_safe_weights_keep_int16_pair_sums_and_use_eight_bits(exported_pair, tmp_path):
+    """AVX2 CPUs without VNNI add u8 x s8 products of adjacent input channels in int16: pair-safe
+    weights keep every |q_a| + |q_b| <= 128 (so 255 * 128 fits), 7-bit weights cap each at 64."""
     (report, _), manifest = exported_pair
     classes = sorted(manifest["label"].unique())
     grey = training_data(manifest, classes, SIZE, tmp_path / "cache").images[:16, None].astype(np.float32)
-    peaks = {}
-    for reduce_range in (False, True):
+    for weight_range in ("pair-safe", "reduced"):
         path = quantize_int8(
-            report.fp32_path, grey, tmp_path / f"{reduce_range}.onnx", ExportConfig(reduce_range=reduce_range)
+            report.fp32_path, grey, tmp_path / f"{weight_range}.onnx", ExportConfig(weight_range=weight_range)
         )
-        model = onnx.load(str(path))
-        weights = [
-            onnx.numpy_helper.to_array(t)
-            for t in model.graph.initializer
-            if t.data_type == onnx.TensorProto.INT8
-        ]
-        peaks[reduce_range] = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
-        proba = run_onnx(session(path), grey)
-        assert np.allclose(proba.sum(1), 1, atol=1e-3)
-    assert peaks[False] == 127 and peaks[True] <= 64
+        weights = quantized_conv_weights(path)
+        pointwise = [w.reshape(len(w), -1) for depthwise, w in weights if not depthwise]
+        depthwise = [w for is_dw, w in weights if is_dw]
+        assert pointwise and depthwise
+        peak = max(int(np.abs(w).max()) for w in pointwise)
+        if weight_range == "pair-safe":
+            for w in pointwise:
+                even = np.abs(np.pad(w, ((0, 0), (0, len(w[0]) % 2))))
+                assert (even[:, 0::2] + even[:, 1::2]).max() <= 128
+            assert peak > 64  # finer than 7 bits where a pair allows it
+            assert max(int(np.abs(w).max()) for w in depthwise) == 127
+        else:
+            assert peak <= 64 and max(int(np.abs(w).max()) for w in depthwise) <= 64
+        assert kernel_saturation_gap(path, grey) == 0.0  # fast kernels agree with the exact ones
+        assert np.allclose(run_onnx(session(path), grey).sum(1), 1, atol=1e-3)
