@@ -23,17 +23,19 @@ from benchmarks.onnx_speed import latest_checkpoint, timed
 from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
 from registry.config import ExportConfig
-from registry.onnx_export import export_fp32, kernel_saturation_gap, quantize_int8, run_onnx, session
+from registry.export import int8_for_edge
+from registry.onnx_export import export_fp32, kernel_saturation_gap, run_onnx, session
 from training.checkpoint import load_model
 from training.config import SplitConfig
 from training.prepare import assign_split
 from training.train import split_indices, training_data
 
-# (float convolutions, calibration method, weight range)
+# (float convolutions, calibration method, weight range, quantization-aware distillation epochs)
 SETTINGS = [
-    (3, "minmax", "full"), (3, "minmax", "reduced"), (3, "percentile", "reduced"), (3, "minmax", "pair-safe"),
-    (3, "percentile", "pair-safe"), (3, "entropy", "pair-safe"), (6, "minmax", "pair-safe"),
-    (1, "minmax", "pair-safe"), (0, "minmax", "pair-safe"),
+    (3, "minmax", "full", 0), (3, "minmax", "reduced", 0), (3, "percentile", "reduced", 0),
+    (3, "minmax", "pair-safe", 0), (3, "percentile", "pair-safe", 0), (3, "entropy", "pair-safe", 0),
+    (6, "minmax", "pair-safe", 0), (1, "minmax", "pair-safe", 0), (0, "minmax", "pair-safe", 0),
+    (3, "minmax", "pair-safe", 1), (3, "minmax", "pair-safe", 2),
 ]  # fmt: skip
 
 
@@ -42,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="skip the distillation rows (minutes each)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
@@ -61,12 +64,15 @@ def main() -> None:
         sess32 = session(fp32)
         run32 = lambda x: sess32.run(None, {"grey": x})  # noqa: E731
         timed(run32, val, 5)  # warm
-        for float_convs, method, weight_range in SETTINGS:
-            path = Path(scratch) / f"int8-{float_convs}-{method}-{weight_range}.onnx"
+        for float_convs, method, weight_range, epochs in SETTINGS:
+            if args.quick and epochs:
+                continue
+            path = Path(scratch) / f"int8-{float_convs}-{method}-{weight_range}-{epochs}.onnx"
             settings = ExportConfig(
-                float_convs=float_convs, calibration_method=method, weight_range=weight_range
-            )
-            quantize_int8(fp32, calibration, path, settings)
+                float_convs=float_convs, calibration_method=method, weight_range=weight_range,
+                quant_aware_epochs=epochs,
+            )  # fmt: skip
+            int8_for_edge(model, fp32, grey[parts["train"]], calibration, path, settings)
             sess = session(path)
             probabilities = run_onnx(sess, val)
             agreement = float((probabilities.argmax(1) == reference.argmax(1)).mean())
@@ -80,6 +86,7 @@ def main() -> None:
             fp32_ms, ms = float(np.median(fp32_times)), float(np.median(int8_times))
             row = {
                 "float_convs": float_convs, "calibration": method, "weight_range": weight_range,
+                "quant_aware_epochs": epochs,
                 "kernel_saturation_gap": kernel_saturation_gap(path, val[:32]),
                 "val_top1_agreement": agreement, "val_mean_abs_probability_error": error,
                 "size_ratio": path.stat().st_size / fp32.stat().st_size, "median_ms": ms, "fp32_median_ms": fp32_ms,

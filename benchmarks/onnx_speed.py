@@ -22,7 +22,8 @@ import torch
 from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
 from registry.config import ExportConfig
-from registry.onnx_export import export_fp32, quantize_int8, run_onnx, session
+from registry.export import int8_for_edge
+from registry.onnx_export import export_fp32, run_onnx, session
 from training.checkpoint import load_model
 from training.config import SplitConfig
 from training.metrics import macro_f1
@@ -69,7 +70,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
         export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
-        int8 = quantize_int8(fp32, calibration, Path(scratch) / "int8.onnx", export)
+        int8 = int8_for_edge(
+            model, fp32, grey[parts["train"]], calibration, Path(scratch) / "int8.onnx", export
+        )
         sessions = {"onnxruntime_fp32": session(fp32), "onnxruntime_int8": session(int8)}
         shipped = ProbabilityModel(model).eval()
         runners = {
@@ -90,6 +93,7 @@ def main() -> None:
     result = {
         "checkpoint": str(checkpoint), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
         "float_convs": export.float_convs, "calibration": export.calibration_method, "weight_range": export.weight_range,
+        "quant_aware_epochs": export.quant_aware_epochs,
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],
