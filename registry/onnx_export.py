@@ -102,12 +102,15 @@ CALIBRATION_METHODS = {
 }
 
 
-def pair_bound(weight: np.ndarray) -> np.ndarray:
-    """Per output channel: the largest |w_a| + |w_b| over adjacent input pairs (a, b) = (2j, 2j+1)."""
-    flat = np.abs(weight.reshape(weight.shape[0], -1))
+def pair_bound(weight: torch.Tensor) -> torch.Tensor:
+    """Per output channel: the largest |w_a| + |w_b| over adjacent input pairs (a, b) = (2j, 2j+1).
+
+    A torch function so that the export (numpy weights) and the PyTorch simulation of the export
+    (registry/quant_aware.py, with gradients) share one definition."""
+    flat = weight.abs().reshape(weight.shape[0], -1)
     if flat.shape[1] % 2:
-        flat = np.pad(flat, ((0, 0), (0, 1)))
-    return (flat[:, 0::2] + flat[:, 1::2]).max(1)
+        flat = torch.nn.functional.pad(flat, (0, 1))
+    return (flat[:, 0::2] + flat[:, 1::2]).amax(1)
 
 
 def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: str) -> dict:
@@ -137,7 +140,7 @@ def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: s
         else:
             overrides[node.input[1]] = [
                 {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)}
-                for b in pair_bound(weight)
+                for b in pair_bound(torch.from_numpy(weight)).tolist()
             ]
     return overrides
 

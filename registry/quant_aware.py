@@ -26,15 +26,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from registry.config import ExportConfig
+from registry.onnx_export import pair_bound
 from training.model import DefectClassifier
-
-
-def pair_bound(weight: torch.Tensor) -> torch.Tensor:
-    """Torch twin of onnx_export.pair_bound: per output channel, the largest |w_a| + |w_b| over adjacent pairs."""
-    flat = weight.abs().reshape(weight.shape[0], -1)
-    if flat.shape[1] % 2:
-        flat = F.pad(flat, (0, 1))
-    return (flat[:, 0::2] + flat[:, 1::2]).amax(1)
 
 
 class FoldedWeightRounding(nn.Module):
