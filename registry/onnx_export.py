@@ -140,7 +140,7 @@ def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: s
         else:
             overrides[node.input[1]] = [
                 {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)}
-                for b in pair_bound(torch.from_numpy(weight)).tolist()
+                for b in pair_bound(torch.tensor(weight)).tolist()
             ]
     return overrides
 
