@@ -25,7 +25,7 @@ class ExportConfig(BaseModel):
     float_convs: int = Field(3, ge=0)  # first convolutions kept in float (see onnx_export.float_nodes)
     calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
     # "pair-safe": 8-bit weights scaled so x86 u8 x s8 kernels without VNNI cannot saturate (see
-    # onnx_export.weight_overrides). Validation (160 images): mean |p_int8 - p_fp32| 0.0031 vs 0.0056
+    # onnx_export.weight_grid). Validation (160 images): mean |p_int8 - p_fp32| 0.0031 vs 0.0056
     # for 7-bit ("reduced") and 0.0099 for plain 8-bit ("full"), same graph and cost
     # (benchmarks/int8_settings.py).
     weight_range: Literal["pair-safe", "reduced", "full"] = "pair-safe"

@@ -103,45 +103,54 @@ CALIBRATION_METHODS = {
 
 
 def pair_bound(weight: torch.Tensor) -> torch.Tensor:
-    """Per output channel: the largest |w_a| + |w_b| over adjacent input pairs (a, b) = (2j, 2j+1).
-
-    A torch function so that the export (numpy weights) and the PyTorch simulation of the export
-    (registry/quant_aware.py, with gradients) share one definition."""
+    """Per output channel: the largest |w_a| + |w_b| over adjacent input pairs (a, b) = (2j, 2j+1)."""
     flat = weight.abs().reshape(weight.shape[0], -1)
     if flat.shape[1] % 2:
         flat = torch.nn.functional.pad(flat, (0, 1))
     return (flat[:, 0::2] + flat[:, 1::2]).amax(1)
 
 
-def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: str) -> dict:
-    """ONNX Runtime TensorQuantOverrides for the weights of the convolutions that get quantized.
+def weight_grid(weight: torch.Tensor, depthwise: bool, weight_range: str) -> tuple[torch.Tensor, int]:
+    """Per output channel, the weight value that maps to the largest integer, and that integer.
 
-    Why: on x86 CPUs without VNNI (AVX2, like the 2-core edge box) ONNX Runtime's fast u8 x s8
-    kernels multiply a pair of adjacent input channels and add the two products in int16
+    The one definition of each weight grid, shared by the export (weight_overrides, numpy weights)
+    and its PyTorch simulation (registry/quant_aware.py, with gradients); scale = bound / qmax.
+
+    Why these grids: on x86 CPUs without VNNI (AVX2, like the 2-core edge box) ONNX Runtime's fast
+    u8 x s8 kernels multiply a pair of adjacent input channels and add the two products in int16
     (vpmaddubsw), so 255 * (|q_a| + |q_b|) must stay <= 32767, i.e. |q_a| + |q_b| <= 128. Plain
     8-bit weights ("full") break that and the error lands on a few images at a time; 7-bit weights
     ("reduced", |q| <= 64) keep it at half the resolution. "pair-safe" gives each output channel
     the scale (largest pair sum) / 127: rounding then adds at most 1, so every pair stays <= 128,
     and the 8-bit grid is used wherever the largest weight's neighbour is small. Depthwise
     convolutions widen to 16 bits before adding, so they take plain 8-bit weights.
+    """
+    peak = weight.abs().reshape(weight.shape[0], -1).amax(1)
+    if weight_range == "reduced":
+        return peak, 64
+    if depthwise or weight_range == "full":
+        return peak, 127
+    return pair_bound(weight), 127
+
+
+def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: str) -> dict:
+    """ONNX Runtime TensorQuantOverrides that put each quantized convolution's weights on weight_grid.
+
     `check_kernel_saturation` verifies the result on real images.
     """
     if weight_range == "reduced":
-        return {}  # quantize_static's own reduce_range covers every weight
+        return {}  # quantize_static's own reduce_range gives every weight the 7-bit grid
     weights = {t.name: t for t in model.graph.initializer}
     overrides = {}
     for node in model.graph.node:
         if node.op_type != "Conv" or node.name in excluded or node.input[1] not in weights:
             continue
-        weight = onnx.numpy_helper.to_array(weights[node.input[1]])
+        weight = torch.tensor(onnx.numpy_helper.to_array(weights[node.input[1]]))
         depthwise = any(a.name == "group" and a.i > 1 for a in node.attribute)
-        if weight_range == "full" or depthwise:
-            overrides[node.input[1]] = [{"axis": 0, "reduce_range": False}]
-        else:
-            overrides[node.input[1]] = [
-                {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)}
-                for b in pair_bound(torch.tensor(weight)).tolist()
-            ]
+        bounds, _ = weight_grid(weight, depthwise, weight_range)
+        overrides[node.input[1]] = [
+            {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)} for b in bounds.tolist()
+        ]
     return overrides
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from registry.config import ExportConfig
-from registry.onnx_export import pair_bound
+from registry.onnx_export import weight_grid
 from training.model import DefectClassifier
 
 
@@ -47,16 +47,10 @@ class FoldedWeightRounding(nn.Module):
         bn = self.bn[0]
         g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, 1, 1, 1)
         folded = weight * g
-        peak = folded.abs().reshape(len(folded), -1).amax(1)
-        if self.weight_range == "reduced":
-            scale, low, high = peak / 64, -64, 64
-        elif self.depthwise or self.weight_range == "full":
-            scale, low, high = peak / 127, -127, 127
-        else:
-            scale, low, high = pair_bound(folded) / 127, -127, 127
-        scale = scale.detach().clamp_min(1e-12)
+        bound, qmax = weight_grid(folded, self.depthwise, self.weight_range)
+        scale = (bound / qmax).detach().clamp_min(1e-12)
         zero = torch.zeros_like(scale, dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(folded, scale, zero, 0, low, high) / g
+        return torch.fake_quantize_per_channel_affine(folded, scale, zero, 0, -qmax, qmax) / g
 
 
 def conv_bn_pairs(net: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:
