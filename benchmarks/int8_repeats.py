@@ -23,17 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.onnx_speed import latest_checkpoint
-from data_checks.manifest import load_dataset
+from benchmarks.onnx_speed import demo_images, latest_checkpoint
 from flows.settings import apply_offline_defaults
 from registry.config import ExportConfig
-from registry.export import int8_for_edge
+from registry.export import calibration_sample, int8_for_edge
 from registry.onnx_export import export_fp32, run_onnx, session
-from training.checkpoint import load_model
-from training.config import SplitConfig
 from training.metrics import macro_f1
-from training.prepare import assign_split
-from training.train import split_indices, training_data
 
 
 def fidelity(p32: np.ndarray, p8: np.ndarray, labels: np.ndarray, classes: int) -> dict:
@@ -56,16 +51,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
-    model, _ = load_model(checkpoint)
+    model, data, parts, grey = demo_images(checkpoint)
     classes = list(model.spec.classes)
-    manifest = assign_split(
-        load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"
-    )
-    data = training_data(manifest, classes, model.spec.image_size, Path(".shopfloor/cache"))
-    parts = split_indices(manifest)
-    grey = data.images[:, None].astype(np.float32)
     cfg = ExportConfig(quant_aware_epochs=args.epochs, seed=args.seed)
-    calibration = grey[np.random.default_rng(cfg.seed).permutation(parts["train"])[: cfg.calibration_images]]
+    calibration = calibration_sample(grey, parts["train"], cfg)
     row = {"checkpoint": str(checkpoint), "quant_aware_epochs": args.epochs, "seed": args.seed}
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")

@@ -19,16 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.onnx_speed import latest_checkpoint, timed
-from data_checks.manifest import load_dataset
+from benchmarks.onnx_speed import demo_images, latest_checkpoint, timed
 from flows.settings import apply_offline_defaults
 from registry.config import ExportConfig
-from registry.export import int8_for_edge
+from registry.export import calibration_sample, int8_for_edge
 from registry.onnx_export import export_fp32, kernel_saturation_gap, run_onnx, session
-from training.checkpoint import load_model
-from training.config import SplitConfig
-from training.prepare import assign_split
-from training.train import split_indices, training_data
 
 # (float convolutions, calibration method, weight range, quantization-aware distillation epochs)
 SETTINGS = [
@@ -48,14 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
-    model, _ = load_model(checkpoint)
-    manifest = assign_split(
-        load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"
-    )
-    data = training_data(manifest, list(model.spec.classes), model.spec.image_size, Path(".shopfloor/cache"))
-    parts = split_indices(manifest)
-    grey = data.images[:, None].astype(np.float32)
-    calibration = grey[np.random.default_rng(0).permutation(parts["train"])[:128]]
+    model, _data, parts, grey = demo_images(checkpoint)
+    calibration = calibration_sample(grey, parts["train"], ExportConfig())
     val = grey[parts["val"]]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -22,7 +22,7 @@ import torch
 from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
 from registry.config import ExportConfig
-from registry.export import int8_for_edge
+from registry.export import calibration_sample, int8_for_edge
 from registry.onnx_export import export_fp32, run_onnx, session
 from training.checkpoint import load_model
 from training.config import SplitConfig
@@ -37,6 +37,18 @@ def latest_checkpoint() -> Path:
     if not found:
         raise SystemExit("no evaluated model under artifacts/; run `make demo` first or pass --checkpoint")
     return found[-1]
+
+
+def demo_images(checkpoint: Path):
+    """The checkpoint's model and the shipped tiles as the flow splits them (frozen test set, cached
+    pixels): (model, data, split indices, grey images of shape (N, 1, S, S))."""
+    model, _ = load_model(checkpoint)
+    manifest = assign_split(
+        load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"
+    )
+    data = training_data(manifest, list(model.spec.classes), model.spec.image_size, Path(".shopfloor/cache"))
+    parts = split_indices(manifest)
+    return model, data, parts, data.images[:, None].astype(np.float32)
 
 
 def timed(run_one, images: np.ndarray, runs: int) -> list[float]:
@@ -58,18 +70,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
-    model, _ = load_model(checkpoint)
-    manifest = load_dataset(Path("data/magnetic_tiles")).manifest
+    model, data, parts, grey = demo_images(checkpoint)
     classes = list(model.spec.classes)
-    manifest = assign_split(manifest, SplitConfig(), "magnetic_tiles")  # the frozen test set
-    data = training_data(manifest, classes, model.spec.image_size, Path(".shopfloor/cache"))
-    parts = split_indices(manifest)
-    grey = data.images[:, None].astype(np.float32)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
-    calibration = grey[np.random.default_rng(0).permutation(parts["train"])[:128]]
+    export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
+    calibration = calibration_sample(grey, parts["train"], export)
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
-        export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
         int8 = int8_for_edge(
             model, fp32, grey[parts["train"]], calibration, Path(scratch) / "int8.onnx", export
         )

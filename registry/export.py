@@ -147,6 +147,12 @@ def int8_for_edge(
         source.unlink(missing_ok=True)
 
 
+def calibration_sample(grey: np.ndarray, train_index: np.ndarray, cfg: ExportConfig) -> np.ndarray:
+    """The calibration images: `cfg.calibration_images` drawn from the training part with `cfg.seed`
+    (never from test), so the flow and the benchmarks calibrate on the same draw."""
+    return grey[np.random.default_rng(cfg.seed).permutation(train_index)[: cfg.calibration_images]]
+
+
 def export_edge_models(
     model_path: Path,
     manifest,
@@ -161,8 +167,7 @@ def export_edge_models(
     data = training_data(manifest, classes, model.spec.image_size, cache_dir)
     parts = split_indices(manifest)
     grey = data.images[:, None].astype(np.float32)  # (N, 1, S, S) grey levels
-    rng = np.random.default_rng(cfg.seed)
-    calibration = grey[rng.permutation(parts["train"])[: cfg.calibration_images]]
+    calibration = calibration_sample(grey, parts["train"], cfg)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
 
     fp32_path = export_fp32(model, out_dir / "model.fp32.onnx")
