@@ -64,7 +64,12 @@ def run_fold(
     """Train (or, with `rescore`, reload out/best.pt) and score; `twin`: a second test set to score."""
     data = training_data(manifest, classes, cfg.model.image_size, CACHE)
     spec = make_spec(
-        cfg.model.backbone, classes, cfg.model.image_size, cfg.model.dropout, cfg.model.aux_seg_weight > 0
+        cfg.model.backbone,
+        classes,
+        cfg.model.image_size,
+        cfg.model.dropout,
+        cfg.model.aux_seg_weight > 0,
+        cfg.model.mask_pooling,
     )
     started = time.perf_counter()
     result = None

@@ -41,6 +41,9 @@ class ModelConfig(Frozen):
     # > 0 adds a defect-mask head trained on the pixel masks. 1.0: validation macro-F1 0.82 vs 0.73
     # without it (one grouped hold-out, benchmarks/results/defect_protocols.jsonl).
     aux_seg_weight: float = Field(1.0, ge=0)
+    # Classify from the average features *and* the features pooled where the mask head points
+    # (training.model); the mask head then ships inside the exported model.
+    mask_pooling: bool = False
 
 
 class AugmentConfig(Frozen):
@@ -67,6 +70,9 @@ class FitConfig(Frozen):
     focal_gamma: float = Field(2.0, ge=0)
     samples_per_epoch: int | None = Field(640, ge=1)  # None: one pass over the training set
     early_stopping_patience: int = Field(4, ge=1)
+    # > 0: validate and keep an exponential moving average of the weights (updated every step)
+    # instead of the raw weights, to damp the epoch-to-epoch swings of a small training set.
+    ema_decay: float = Field(0.0, ge=0, lt=1)
     # Keep BatchNorm on ImageNet statistics: timm's TF-ported BN has momentum 0.01, so running
     # statistics lag batch statistics for hundreds of steps and validation collapses after unfreezing.
     freeze_bn_stats: bool = True

@@ -1,7 +1,8 @@
 """Fine-tune the defect classifier: head warm-up on a frozen backbone, then the whole network.
 
 Reads top to bottom like nanoGPT's loop. Each epoch ends with validation macro-F1, a `last.pt`
-checkpoint (so a killed run resumes) and, when it improved, `best.pt`; training stops early when
+checkpoint (so a killed run resumes) and, when it improved, `best.pt` (with `ema_decay`, the
+validated and kept weights are a moving average of the trained ones); training stops early when
 validation has not improved for `early_stopping_patience` epochs. Every epoch re-seeds from
 (seed, epoch), so a resumed run draws the same samples and augmentations as an unbroken one.
 """
@@ -75,8 +76,16 @@ def _mask_loss(mask_logits: torch.Tensor, masks: torch.Tensor, has_mask: torch.T
     return (per_image * has_mask).sum() / has_mask.sum().clamp(min=1)
 
 
+def _update_average(average: dict[str, torch.Tensor], model: DefectClassifier, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * weights, for every float tensor of the model."""
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                average[name].lerp_(value, 1.0 - decay)
+
+
 def _train_epoch(
-    model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight: float
+    model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight: float, average=None, decay=0.0
 ) -> tuple[int, float, float]:
     """One pass over `loader`; returns (images seen, summed loss, seconds)."""
     started, seen, loss_sum = time.perf_counter(), 0, 0.0
@@ -100,6 +109,8 @@ def _train_epoch(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                _update_average(average, model, decay)
             seen += len(target)
             loss_sum += loss.item() * len(target)
             bar.update(task, advance=1, speed=f"{seen / (time.perf_counter() - started):.1f} img/s")
@@ -132,6 +143,12 @@ def fit(
     saved = read_checkpoint(last_path) if resume and last_path.exists() else None
     if saved is not None:
         model.load_state_dict(saved["model"])
+    averaged, average = None, None  # with ema_decay: the model validation and best.pt see
+    if cfg.ema_decay > 0:
+        averaged = DefectClassifier(spec, pretrained=False).to(device, memory_format=torch.channels_last)
+        averaged.load_state_dict(saved.get("averaged", saved["model"]) if saved else model.state_dict())
+        average = averaged.state_dict()  # its tensors share storage with `averaged`'s weights
+    if saved is not None:
         state = {k: saved[k] for k in state}
         console.print(f"Resuming from {last_path} at epoch {state['epoch'] + 1}/{total_epochs}", markup=False)
 
@@ -153,12 +170,13 @@ def fit(
         torch.manual_seed(cfg.seed * 1000 + epoch)
 
         seen, loss_sum, seconds = _train_epoch(
-            model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight
+            model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight, average, cfg.ema_decay
         )
         speeds.append(seen / seconds)
 
-        model.eval()
-        val_proba = predict_proba(model, data.images[val_idx], device, cfg.batch_size)
+        kept = averaged if averaged is not None else model
+        kept.eval()
+        val_proba = predict_proba(kept, data.images[val_idx], device, cfg.batch_size)
         score = macro_f1(data.labels[val_idx], val_proba.argmax(1), len(spec.classes))
         improved = score > state["best_score"]
         if improved:
@@ -184,7 +202,9 @@ def fit(
         )
         extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}
         if improved:
-            save_checkpoint(best_path, model, **state, **extra)
+            save_checkpoint(best_path, kept, **state, **extra)
+        if averaged is not None:
+            extra["averaged"] = averaged.state_dict()
         save_checkpoint(last_path, model, **state, **extra)
         if on_epoch_end is not None:
             on_epoch_end(row)

@@ -59,7 +59,12 @@ def train_classifier(
     data = training_data(manifest, classes, model_cfg.image_size, cache_dir)
     parts = split_indices(manifest)
     spec = make_spec(
-        model_cfg.backbone, classes, model_cfg.image_size, model_cfg.dropout, model_cfg.aux_seg_weight > 0
+        model_cfg.backbone,
+        classes,
+        model_cfg.image_size,
+        model_cfg.dropout,
+        model_cfg.aux_seg_weight > 0,
+        model_cfg.mask_pooling,
     )
     # One image per class, to show what each preset does to real parts.
     examples = [

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from data_checks.manifest import load_dataset
-from training.checkpoint import load_model
+from registry.onnx_export import check_parity, export_fp32
+from training.checkpoint import load_model, read_checkpoint
 from training.config import AugmentConfig, EvalConfig, FitConfig, Imbalance, SplitConfig
 from training.evaluate import evaluate_split
 from training.fit import fit
@@ -53,9 +54,11 @@ def test_fit_writes_best_and_last_and_evaluates(tiny, tmp_path):
     assert ev.plots["confusion_matrix"].exists()
 
 
-def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.8])
+def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path, ema_decay):
     data, split, spec = tiny
-    unbroken = fit(CFG, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "a")
+    cfg = CFG.model_copy(update={"ema_decay": ema_decay})
+    unbroken = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "a")
 
     def kill_after_second_epoch(row):
         if row["epoch"] == 2:
@@ -63,7 +66,7 @@ def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path):
 
     with pytest.raises(Killed):
         fit(
-            CFG,
+            cfg,
             AugmentConfig(),
             spec,
             data,
@@ -72,7 +75,7 @@ def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path):
             tmp_path / "b",
             on_epoch_end=kill_after_second_epoch,
         )
-    resumed = fit(CFG, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "b", resume=True)
+    resumed = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "b", resume=True)
 
     assert len(resumed.history) == 3
     assert resumed.history[-1]["val_macro_f1"] == pytest.approx(
@@ -81,6 +84,11 @@ def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path):
     a = load_model(unbroken.last_checkpoint)[0].state_dict()
     b = load_model(resumed.last_checkpoint)[0].state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    if ema_decay:  # the kept model is the moving average, carried through the kill
+        averaged_a = read_checkpoint(unbroken.last_checkpoint)["averaged"]
+        averaged_b = read_checkpoint(resumed.last_checkpoint)["averaged"]
+        assert all(torch.allclose(averaged_a[k].float(), averaged_b[k].float(), atol=1e-5) for k in a)
+        assert not all(torch.equal(averaged_a[k], a[k]) for k in a)  # it is not the raw weights
 
 
 def test_model_normalises_inside_and_predicts_masks(tiny):
@@ -93,6 +101,23 @@ def test_model_normalises_inside_and_predicts_masks(tiny):
     logits, mask = model.forward_with_mask(grey)
     assert logits.shape == (2, len(spec.classes)) and mask.shape == (2, 1, SIZE // 16, SIZE // 16)
     assert torch.allclose(logits, model(grey), atol=1e-5)  # the mask path computes the same logits
+
+
+def test_mask_pooling_reads_the_features_where_the_mask_head_points(tiny, tmp_path):
+    data, _, spec = tiny
+    spec = make_spec("efficientnet_lite0", list(spec.classes), SIZE, 0.2, aux_seg=True, mask_pooling=True)
+    model = DefectClassifier(spec).eval()
+    grey = torch.from_numpy(data.images[:3, None].astype(np.float32))
+    with torch.no_grad():
+        logits, mask = model.forward_with_mask(grey)
+        assert torch.allclose(logits, model(grey), atol=1e-5)  # what ships is the mask-pooled path
+        model.mask_head.bias += 5.0  # a softmax over positions: a constant shift changes nothing
+        assert torch.allclose(model(grey), logits, atol=1e-5)
+        model.mask_head.weight.mul_(-3.0)  # a different spot: different pooled features
+        assert not torch.allclose(model(grey), logits, atol=1e-3)
+    # The mask head is part of the exported graph, and ONNX Runtime computes the same probabilities.
+    path = export_fp32(model, tmp_path / "pooled.onnx")
+    assert check_parity(model, path, grey.numpy()) <= 1e-4
 
 
 def test_imbalance_options_pick_their_loss():
