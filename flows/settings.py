@@ -15,6 +15,10 @@ OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    # Prefect waits 20 s for its temporary API server; with training on both cores of a 2-core
+    # machine it took longer once and the flow failed before it began ("Timed out while attempting
+    # to connect to ephemeral Prefect API server").
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "DO_NOT_TRACK": "1",
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "GX_ANALYTICS_ENABLED": "false",
