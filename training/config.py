@@ -78,6 +78,10 @@ class FitConfig(Frozen):
     # Keep BatchNorm on ImageNet statistics: timm's TF-ported BN has momentum 0.01, so running
     # statistics lag batch statistics for hundreds of steps and validation collapses after unfreezing.
     freeze_bn_stats: bool = True
+    # > 0: the stem and the first `frozen_stages` of the backbone's 7 stages keep their ImageNet
+    # weights through fine-tuning too (edges and textures need no relearning; ~150 training tiles
+    # are few to relearn them from), and backward stops there, which saves training time.
+    frozen_stages: int = Field(0, ge=0, le=6)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = Field(0, ge=0)  # 0 on CPU: decoding is cached, workers would steal cores

@@ -45,21 +45,30 @@ class FitResult:
     device: str = "cpu"
 
 
-def _set_phase(model: DefectClassifier, frozen_backbone: bool, freeze_bn_stats: bool) -> None:
-    """Warm-up trains the new head only; BatchNorm statistics stay ImageNet's unless asked otherwise."""
+def _set_phase(model: DefectClassifier, frozen_backbone: bool, cfg: FitConfig) -> None:
+    """Warm-up trains the new head only, fine-tuning all but the first `frozen_stages`; BatchNorm
+    statistics stay ImageNet's unless asked otherwise."""
     model.train()
     for p in model.backbone_parameters():
         p.requires_grad = not frozen_backbone
-    if frozen_backbone or freeze_bn_stats:
+    for p in model.early_parameters(cfg.frozen_stages):
+        p.requires_grad = False
+    if frozen_backbone or cfg.freeze_bn_stats:
         for module in model.net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.eval()
+    if cfg.frozen_stages > 0:  # a frozen stage keeps its BatchNorm statistics too
+        model.net.bn1.eval()
+        for stage in model.net.blocks[: cfg.frozen_stages]:
+            stage.eval()
 
 
 def _optimizer(model: DefectClassifier, cfg: FitConfig, frozen_backbone: bool, steps: int):
     groups = [{"params": model.head_parameters(), "lr": cfg.lr_head}]
     if not frozen_backbone:
-        groups.append({"params": model.backbone_parameters(), "lr": cfg.lr_backbone})
+        early = {id(p) for p in model.early_parameters(cfg.frozen_stages)}
+        trained = [p for p in model.backbone_parameters() if id(p) not in early]
+        groups.append({"params": trained, "lr": cfg.lr_backbone})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(steps, 1), pct_start=0.15
@@ -166,7 +175,7 @@ def fit(
                 optimizer.load_state_dict(saved["optimizer"])
                 scheduler.load_state_dict(saved["scheduler"])
             phase = frozen
-        _set_phase(model, frozen, cfg.freeze_bn_stats)
+        _set_phase(model, frozen, cfg)
         torch.manual_seed(cfg.seed * 1000 + epoch)
 
         seen, loss_sum, seconds = _train_epoch(

@@ -91,6 +91,26 @@ def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path, ema
         assert not all(torch.equal(averaged_a[k], a[k]) for k in a)  # it is not the raw weights
 
 
+def test_frozen_stages_keep_imagenet_weights_and_statistics(tiny, tmp_path):
+    data, split, spec = tiny
+    cfg = CFG.model_copy(update={"frozen_stages": 3, "freeze_bn_stats": False, "epochs": 1})
+    result = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path, aux_seg_weight=0.5)
+    start = DefectClassifier(spec).state_dict()
+    trained = load_model(result.last_checkpoint)[0].state_dict()
+    early = [
+        k for k in start if k.startswith(("net.conv_stem.", "net.bn1.", "net.blocks.0.", "net.blocks.2."))
+    ]
+    later = [k for k in start if k.startswith(("net.blocks.3.", "net.blocks.6.", "net.conv_head."))]
+    assert early and later
+    # weights and BatchNorm running statistics of the stem and stages 0-2: ImageNet's, to the bit
+    assert all(torch.equal(start[k], trained[k]) for k in early)
+    # stage 3 on is fine-tuned, and with freeze_bn_stats off its statistics move too
+    assert not torch.equal(start["net.blocks.3.0.conv_pw.weight"], trained["net.blocks.3.0.conv_pw.weight"])
+    assert not torch.equal(
+        start["net.blocks.3.0.bn1.running_mean"], trained["net.blocks.3.0.bn1.running_mean"]
+    )
+
+
 def test_model_normalises_inside_and_predicts_masks(tiny):
     _, _, spec = tiny
     model = DefectClassifier(spec).eval()
