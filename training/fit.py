@@ -46,8 +46,8 @@ class FitResult:
 
 
 def _set_phase(model: DefectClassifier, frozen_backbone: bool, cfg: FitConfig) -> None:
-    """Warm-up trains the new head only, fine-tuning all but the first `frozen_stages`; BatchNorm
-    statistics stay ImageNet's unless asked otherwise."""
+    """Warm-up trains the new head only; fine-tuning trains all but the first `frozen_stages`.
+    BatchNorm statistics stay ImageNet's unless asked otherwise, and always in frozen stages."""
     model.train()
     for p in model.backbone_parameters():
         p.requires_grad = not frozen_backbone
@@ -57,10 +57,8 @@ def _set_phase(model: DefectClassifier, frozen_backbone: bool, cfg: FitConfig) -
         for module in model.net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.eval()
-    if cfg.frozen_stages > 0:  # a frozen stage keeps its BatchNorm statistics too
-        model.net.bn1.eval()
-        for stage in model.net.blocks[: cfg.frozen_stages]:
-            stage.eval()
+    for module in model.early_modules(cfg.frozen_stages):  # BatchNorm statistics included
+        module.eval()
 
 
 def _optimizer(model: DefectClassifier, cfg: FitConfig, frozen_backbone: bool, steps: int):

@@ -119,12 +119,14 @@ class DefectClassifier(nn.Module):
         head = {id(p) for p in self.head_parameters()}
         return [p for p in self.parameters() if id(p) not in head]
 
-    def early_parameters(self, stages: int) -> list[nn.Parameter]:
+    def early_modules(self, stages: int) -> list[nn.Module]:
         """The stem and the first `stages` backbone stages: what `fit.frozen_stages` keeps frozen."""
         if stages <= 0:
             return []
-        modules = [self.net.conv_stem, self.net.bn1, *self.net.blocks[:stages]]
-        return [p for module in modules for p in module.parameters()]
+        return [self.net.conv_stem, self.net.bn1, *self.net.blocks[:stages]]
+
+    def early_parameters(self, stages: int) -> list[nn.Parameter]:
+        return [p for module in self.early_modules(stages) for p in module.parameters()]
 
 
 class ProbabilityModel(nn.Module):
