@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=1, help="quantization-aware distillation epochs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="what differs in this code version, stored with the row")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
@@ -56,6 +57,7 @@ def main() -> None:
     cfg = ExportConfig(quant_aware_epochs=args.epochs, seed=args.seed)
     calibration = calibration_sample(grey, parts["train"], cfg)
     row = {"checkpoint": str(checkpoint), "quant_aware_epochs": args.epochs, "seed": args.seed}
+    row |= {"tag": args.tag} if args.tag else {}
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
         int8 = int8_for_edge(model, fp32, grey[parts["train"]], calibration, Path(scratch) / "int8.onnx", cfg)

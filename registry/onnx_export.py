@@ -74,6 +74,32 @@ class _Calibration(CalibrationDataReader):
         return next(self.batches, None)
 
 
+def mask_head_nodes(model: onnx.ModelProto) -> list[str]:
+    """The mask head's 1-output-channel convolution and every node downstream of it (the mask-pooled head).
+
+    Why float: its logits go through a softmax over the 7x7 grid, where one uint8 step of a logit
+    moves the attention weights by a few percent, and its concat joins two differently scaled pools
+    under one uint8 scale. The quantization-aware simulation (registry/quant_aware.py) keeps this
+    path float, so the export must too. It costs a 1x1 convolution at stride 16 and the pooling.
+    """
+    weights = {t.name: t for t in model.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    frontier = [
+        n for n in model.graph.node
+        if n.op_type == "Conv" and n.input[1] in weights and weights[n.input[1]].dims[0] == 1
+    ]  # fmt: skip
+    kept: dict[str, None] = {}
+    while frontier:
+        node = frontier.pop()
+        if node.name not in kept:
+            kept[node.name] = None
+            frontier += [c for out in node.output for c in consumers.get(out, [])]
+    return list(kept)
+
+
 def float_nodes(model: onnx.ModelProto, float_convs: int) -> list[str]:
     """Nodes kept in float: the in-graph preprocessing, the first `float_convs` convolutions, and the head.
 
@@ -81,7 +107,7 @@ def float_nodes(model: onnx.ModelProto, float_convs: int) -> list[str]:
     on 93 % of top-1 predictions; keeping the stem and the first depthwise-separable block (three
     convolutions, 3 % of the compute) in float raises that to 99 % at almost the same latency.
     The head (pool, classifier, softmax) stays float so probabilities sum to 1 instead of to
-    multiples of 1/255.
+    multiples of 1/255; with mask pooling, so does the mask head's path (mask_head_nodes).
     """
     nodes = list(model.graph.node)
     convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
@@ -92,7 +118,7 @@ def float_nodes(model: onnx.ModelProto, float_convs: int) -> list[str]:
         for n in nodes[convs[-1] + 1 :]
         if n.op_type in {"ReduceMean", "GlobalAveragePool", "Reshape", "Flatten", "Gemm", "MatMul", "Softmax"}
     ]
-    return keep
+    return list(dict.fromkeys(keep + mask_head_nodes(model)))
 
 
 CALIBRATION_METHODS = {

@@ -90,3 +90,24 @@ def test_pair_safe_weights_keep_int16_pair_sums_and_use_eight_bits(exported_pair
             assert peak <= 64 and max(int(np.abs(w).max()) for w in depthwise) <= 64
         assert kernel_saturation_gap(path, grey) == 0.0  # fast kernels agree with the exact ones
         assert np.allclose(run_onnx(session(path), grey).sum(1), 1, atol=1e-3)
+
+
+def test_the_mask_pooling_head_runs_in_float(exported_pair):
+    """The mask head's logits feed a softmax over the grid: uint8 steps there move the attention,
+    and the quantization-aware simulation keeps that path float, so the int8 file must too."""
+    (report, _), _ = exported_pair
+    model = onnx.load(str(report.int8_path))
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    floats = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    mask_convs = [
+        n for n in model.graph.node
+        if n.op_type == "Conv" and n.input[1] in floats
+        and onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == n.input[1])).shape[0] == 1
+    ]  # fmt: skip
+    assert len(mask_convs) == 1  # its weight stays float (a quantized one would come from DequantizeLinear)
+    pooling = [n for n in model.graph.node if n.op_type in {"Softmax", "MatMul", "Concat", "Gemm"}]
+    assert {n.op_type for n in pooling} == {"Softmax", "MatMul", "Concat", "Gemm"}
+    for node in pooling:
+        assert all(producer.get(name) != "DequantizeLinear" for name in node.input), node.name
+    consumers = [n.op_type for n in model.graph.node if mask_convs[0].output[0] in n.input]
+    assert consumers and "QuantizeLinear" not in consumers
