@@ -30,6 +30,7 @@ from training.loader import TrainingData, make_loader
 from training.losses import classification_loss
 from training.metrics import macro_f1
 from training.model import DefectClassifier, ModelSpec
+from training.transplant import plan_transplant
 
 console = Console(stderr=True)
 
@@ -143,6 +144,9 @@ def fit(
     model = DefectClassifier(spec, pretrained=pretrained).to(device, memory_format=torch.channels_last)
     loss_fn = classification_loss(cfg, data.labels[train_idx], len(spec.classes)).to(device)
     transform = build_augmentation(augment)
+    transplant = plan_transplant(
+        augment.defect_transplant, augment.transplant_onto, spec.classes, data.labels, train_idx
+    )
     total_epochs = cfg.warmup_epochs + cfg.epochs
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
@@ -165,7 +169,7 @@ def fit(
     while state["epoch"] < total_epochs and state["bad_epochs"] < cfg.early_stopping_patience:
         epoch = state["epoch"]
         frozen = epoch < cfg.warmup_epochs
-        loader = make_loader(data, train_idx, transform, cfg, device, epoch)
+        loader = make_loader(data, train_idx, transform, cfg, device, epoch, transplant)
         if phase != frozen:  # a new phase gets a fresh optimiser and schedule
             phase_epochs = cfg.warmup_epochs if frozen else cfg.epochs
             optimizer, scheduler = _optimizer(model, cfg, frozen, phase_epochs * len(loader))

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from training.config import FitConfig, Imbalance
+from training.transplant import TransplantPlan
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,29 @@ class TrainingData:
 
 
 class AugmentedImages(Dataset):
-    def __init__(self, data: TrainingData, indices: np.ndarray, transform: A.Compose) -> None:
+    def __init__(
+        self,
+        data: TrainingData,
+        indices: np.ndarray,
+        transform: A.Compose,
+        transplant: TransplantPlan | None = None,
+        seed: int = 0,
+    ) -> None:
         self.data, self.indices, self.transform = data, indices, transform
+        self.transplant, self.seed = transplant, seed
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
         k = self.indices[i]
-        out = self.transform(image=self.data.images[k], mask=self.data.masks[k])
+        image = self.data.images[k]
+        if self.transplant is not None:
+            image = self.transplant.apply(
+                self.data.images, self.data.masks, k, int(self.data.labels[k]), bool(self.data.has_mask[k]),
+                seed=self.seed * 100_003 + i,
+            )  # fmt: skip
+        out = self.transform(image=image, mask=self.data.masks[k])
         grey = torch.from_numpy(np.ascontiguousarray(out["image"])).float()[None]  # (1, S, S) 0..255
         mask = torch.from_numpy(np.ascontiguousarray(out["mask"])).float()[None] / 255.0
         return grey, int(self.data.labels[k]), mask, float(self.data.has_mask[k])
@@ -50,11 +65,12 @@ def make_loader(
     cfg: FitConfig,
     device: torch.device,
     epoch: int,
+    transplant: TransplantPlan | None = None,
 ) -> DataLoader:
     """One epoch's loader, seeded by (seed, epoch) so a resumed run repeats the same draws."""
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     transform.set_random_seed(cfg.seed * 1000 + epoch)
-    dataset = AugmentedImages(data, indices, transform)
+    dataset = AugmentedImages(data, indices, transform, transplant, seed=cfg.seed * 1000 + epoch)
     count = cfg.samples_per_epoch or len(indices)
     if cfg.imbalance == Imbalance.BALANCED_SAMPLER:
         labels = data.labels[indices]
