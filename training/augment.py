@@ -70,11 +70,19 @@ def build_augmentation(cfg: AugmentConfig) -> A.Compose:
 
 
 def preview_grid(
-    images: np.ndarray, cfg: AugmentConfig, path: Path, per_preset: int = 3, seed: int = 0
+    images: np.ndarray,
+    cfg: AugmentConfig,
+    path: Path,
+    per_preset: int = 3,
+    seed: int = 0,
+    moved: np.ndarray | None = None,
 ) -> Path:
-    """PNG grid: each row one image, original first, then `per_preset` draws of every preset."""
+    """PNG grid: each row one image, original first, then `per_preset` draws of every preset.
+
+    `moved`: the same images with their defect transplanted (training.transplant), shown as a column.
+    """
     rng = np.random.default_rng(seed)
-    columns = [("original", None)]
+    columns = [("original", None)] + [("defect transplant", "moved")] * (moved is not None)
     for name in cfg.presets:
         pipeline = build_augmentation(
             AugmentConfig(presets=(name,), horizontal_flip=False, vertical_flip=False)
@@ -84,9 +92,13 @@ def preview_grid(
     axes = figure.subplots(len(images), len(columns), squeeze=False)
     for row, image in enumerate(images):
         for col, (name, pipeline) in enumerate(columns):
-            if pipeline is not None:
+            if pipeline == "moved":
+                shown = moved[row]
+            elif pipeline is not None:
                 pipeline.set_random_seed(int(rng.integers(1 << 31)))
-            shown = image if pipeline is None else pipeline(image=image)["image"]
+                shown = pipeline(image=image)["image"]
+            else:
+                shown = image
             axis = axes[row, col]
             axis.imshow(shown, cmap="gray", vmin=0, vmax=255)
             axis.set_xticks([])

@@ -6,7 +6,7 @@ The Prefect task, the DVC `train` stage and `shopfloor train defects` all call t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from training.fit import FitResult, fit
 from training.loader import TrainingData
 from training.model import make_spec
 from training.pixels import load_pixels
+from training.transplant import plan_transplant
 
 SPLITS = ("train", "val", "test")
 
@@ -72,9 +73,24 @@ def train_classifier(
         for c in range(len(classes))
         if (data.labels[parts["train"]] == c).any()
     ]
-    preview = preview_grid(
-        data.images[parts["train"][examples]], augment_cfg, out_dir / "augmentation_preview.png"
+    shown = parts["train"][examples]
+    plan = plan_transplant(
+        augment_cfg.defect_transplant,
+        augment_cfg.transplant_onto,
+        tuple(classes),
+        data.labels,
+        parts["train"],
     )
+    moved = None
+    if plan is not None:  # a column of each example's defect on another tile, transplanted every time
+        always = replace(plan, p=1.0)
+        moved = np.stack(
+            [
+                always.apply(data.images, data.masks, k, data.labels[k], data.has_mask[k], seed=k)
+                for k in shown
+            ]
+        )
+    preview = preview_grid(data.images[shown], augment_cfg, out_dir / "augmentation_preview.png", moved=moved)
     result = fit(
         fit_cfg,
         augment_cfg,

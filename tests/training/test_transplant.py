@@ -70,3 +70,17 @@ def test_the_loader_transplants_only_defects_onto_training_tiles_and_repeats_per
             outside = ~grow(tiles.masks[i], 2 * FEATHER_PX)
             assert not np.array_equal(grey[0].numpy()[outside], original[outside])
         assert np.array_equal(grey, again[i][0])
+
+
+def test_the_augmentation_preview_shows_the_transplant_as_a_column(tiles, tmp_path):
+    from matplotlib.image import imread
+
+    from training.augment import preview_grid
+    from training.config import AugmentConfig
+
+    images = tiles.images[:2]
+    plain = preview_grid(images, AugmentConfig(), tmp_path / "plain.png")
+    moved = preview_grid(images, AugmentConfig(), tmp_path / "moved.png", moved=255 - images)
+    columns = 1 + 3 * len(AugmentConfig().presets)
+    width_plain, width_moved = imread(plain).shape[1], imread(moved).shape[1]
+    assert abs(width_moved / width_plain - (columns + 1) / columns) < 0.02
