@@ -84,3 +84,24 @@ def test_the_augmentation_preview_shows_the_transplant_as_a_column(tiles, tmp_pa
     columns = 1 + 3 * len(AugmentConfig().presets)
     width_plain, width_moved = imread(plain).shape[1], imread(moved).shape[1]
     assert abs(width_moved / width_plain - (columns + 1) / columns) < 0.02
+
+
+def test_training_with_transplant_on_runs_and_previews_it(tile_subset_master, tmp_path):
+    from matplotlib.image import imread
+
+    from training.config import AugmentConfig, FitConfig, ModelConfig, SplitConfig
+    from training.prepare import assign_split
+    from training.train import train_classifier
+
+    manifest = load_dataset(tile_subset_master).manifest.assign(md5="")
+    manifest = assign_split(
+        manifest, SplitConfig(test_fraction=0.25, val_fraction=0.25, frozen_test_dir=None), "tiles"
+    )
+    classes = sorted(manifest["label"].unique())
+    fit = FitConfig(epochs=0, warmup_epochs=1, samples_per_epoch=16, batch_size=8)
+    augment = AugmentConfig(defect_transplant=0.5)
+    out = train_classifier(manifest, classes, ModelConfig(image_size=64), augment, fit, tmp_path, tmp_path / "c")
+    assert out.fit.best_checkpoint.exists()
+    columns = 1 + 1 + 3 * len(augment.presets)  # original, transplant, three draws per preset
+    height, width = imread(out.augmentation_preview).shape[:2]
+    assert abs(width / height - columns / len(classes)) < 0.05
