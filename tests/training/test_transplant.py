@@ -100,7 +100,9 @@ def test_training_with_transplant_on_runs_and_previews_it(tile_subset_master, tm
     classes = sorted(manifest["label"].unique())
     fit = FitConfig(epochs=0, warmup_epochs=1, samples_per_epoch=16, batch_size=8)
     augment = AugmentConfig(defect_transplant=0.5)
-    out = train_classifier(manifest, classes, ModelConfig(image_size=64), augment, fit, tmp_path, tmp_path / "c")
+    out = train_classifier(
+        manifest, classes, ModelConfig(image_size=64), augment, fit, tmp_path, tmp_path / "c"
+    )
     assert out.fit.best_checkpoint.exists()
     columns = 1 + 1 + 3 * len(augment.presets)  # original, transplant, three draws per preset
     height, width = imread(out.augmentation_preview).shape[:2]
