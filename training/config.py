@@ -59,8 +59,8 @@ class AugmentConfig(Frozen):
     vertical_flip: bool = False  # grinding marks run one way; keep orientation unless the part allows it
     # > 0: with this probability a defect training image is drawn with its masked defect moved onto
     # a random defect-free training tile of class `transplant_onto` (training.transplant). Off: at
-    # 0.5 the grouped hold-out's validation macro-F1 was 0.750 vs 0.774 (test 0.715 vs 0.656, scored
-    # only); see BENCHMARKS.md for the 5-fold run.
+    # 0.5, tile-grouped 5-fold validation macro-F1 0.710 vs 0.727 (test, scored only: 0.638 vs
+    # 0.657, balanced accuracy 0.699 vs 0.652; benchmarks/results/defect_protocols.jsonl).
     defect_transplant: float = Field(0.0, ge=0, le=1)
     transplant_onto: str = "MT_Free"
 
