@@ -4,7 +4,8 @@
 
 All three run in one process on the same test images with 2 threads, interleaved in rounds so
 machine drift hits all of them, with a pause between runtimes so one's idle-spinning threads do not
-take the 2 cores from the next; PyTorch eager is the named baseline. Also reports file sizes,
+take the 2 cores from the next; PyTorch eager is the named baseline. The int8 vs fp32 ratio is also
+reported per round, where both shared the machine's state. Also reports file sizes,
 top-1 agreement int8 vs fp32 and macro-F1 of each on the frozen test set.
 """
 
@@ -88,12 +89,20 @@ def main() -> None:
             "onnxruntime_int8": lambda x: sessions["onnxruntime_int8"].run(None, {"grey": x}),
         }
         times: dict[str, list[float]] = {k: [] for k in runners}
+        round_ratios = []  # int8 vs fp32 within one round: the pair shares the machine's state
         with torch.inference_mode():
             for _ in range(args.rounds):
+                this_round = {}
                 for name, run_one in runners.items():
                     time.sleep(0.5)  # let the previous runtime's spinning threads park: 2 cores only
                     timed(run_one, test, 5)  # warm
-                    times[name] += timed(run_one, test, args.runs // args.rounds)
+                    this_round[name] = timed(run_one, test, args.runs // args.rounds)
+                    times[name] += this_round[name]
+                round_ratios.append(
+                    float(
+                        np.median(this_round["onnxruntime_fp32"]) / np.median(this_round["onnxruntime_int8"])
+                    )
+                )
         p32, p8 = run_onnx(sessions["onnxruntime_fp32"], test), run_onnx(sessions["onnxruntime_int8"], test)
         sizes = {"onnx_fp32_bytes": fp32.stat().st_size, "onnx_int8_bytes": int8.stat().st_size}
     median = {k: float(np.median(v)) for k, v in times.items()}
@@ -104,6 +113,7 @@ def main() -> None:
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],
+        "int8_speedup_vs_ort_fp32_per_round": round_ratios,
         **sizes, "int8_size_ratio": sizes["onnx_int8_bytes"] / sizes["onnx_fp32_bytes"],
         "top1_agreement": float((p32.argmax(1) == p8.argmax(1)).mean()),
         "macro_f1_fp32": macro_f1(labels, p32.argmax(1), len(classes)), "macro_f1_int8": macro_f1(labels, p8.argmax(1), len(classes)),
