@@ -4,6 +4,8 @@
   python -m benchmarks.defect_protocols kfold    --folds 5 ...            k-fold CV by tile
   python -m benchmarks.defect_protocols lighting ...                      train exp1-3, test exp4-6
   python -m benchmarks.defect_protocols lighting --name N --rescore       re-score run N's best.pt
+  python -m benchmarks.defect_protocols kfold --members A,B --name A+B      average runs A and B's
+                                                                          fold models (no training)
 
 Each run appends one JSON line (config, per-fold metrics, mean and spread) to --out, which
 BENCHMARKS.md summarises. Settings are chosen on validation parts inside the training folds;
@@ -24,7 +26,7 @@ from data_checks.manifest import load_dataset
 from flows.config import DefectJobConfig, load_config
 from flows.settings import apply_offline_defaults
 from training.checkpoint import load_model
-from training.evaluate import evaluate_split
+from training.evaluate import EvalResult, evaluate_split, predict_proba, score_probabilities
 from training.fit import fit
 from training.model import make_spec
 from training.split import Split, grouped_holdout, grouped_kfold, lighting_shift
@@ -88,25 +90,49 @@ def run_fold(
     ev = evaluate_split(
         model, data.images, data.labels, split.val, split.test, cfg.eval, torch.device("cpu"), out
     )
-    point = ev.test.operating_point
     extra = {}
     if twin is not None:
         ev_twin = evaluate_split(
             model, data.images, data.labels, split.val, twin, cfg.eval, torch.device("cpu"), out / "twin"
         )
         extra = {"in_distribution_test_macro_f1": ev_twin.test.macro_f1, "n_in_distribution_test": len(twin)}
-    row = extra | {
-        "test_macro_f1": ev.test.macro_f1, "test_balanced_accuracy": ev.test.balanced_accuracy,
-        "test_recall": {c: v["recall"] for c, v in ev.test.per_class.items()},
-        "defect_recall": point.defect_recall if point else None, "false_reject_rate": point.false_reject_rate if point else None,
-        "val_macro_f1": ev.val.macro_f1, "n_test": len(split.test),
-    }  # fmt: skip
+    row = extra | scores_row(ev, split)
     if result is None:  # re-scored: validation is recomputed, so eval settings such as TTA are chosen on it
         return row
     return row | {
         "val_macro_f1": result.best_val_macro_f1, "best_epoch": result.best_epoch, "history": result.history,
         "train_images_per_s": result.train_images_per_s, "minutes": (time.perf_counter() - started) / 60,
     }  # fmt: skip
+
+
+def scores_row(ev: EvalResult, split: Split) -> dict:
+    point = ev.test.operating_point
+    return {
+        "test_macro_f1": ev.test.macro_f1, "test_balanced_accuracy": ev.test.balanced_accuracy,
+        "test_recall": {c: v["recall"] for c, v in ev.test.per_class.items()},
+        "defect_recall": point.defect_recall if point else None, "false_reject_rate": point.false_reject_rate if point else None,
+        "val_macro_f1": ev.val.macro_f1, "n_test": len(split.test),
+    }  # fmt: skip
+
+
+def ensemble_fold(
+    cfg: DefectJobConfig, manifest, classes, split: Split, members: list[Path], out: Path
+) -> dict:
+    """Average the class probabilities of several saved models of one fold, then score as one model.
+
+    Why: models trained with other seeds or augmentations err on different tiles; averaging
+    them is the cheapest variance reduction there is, at the price of running each at inference.
+    The reject threshold is chosen on the averaged validation probabilities, as for one model.
+    """
+    data = training_data(manifest, classes, cfg.model.image_size, CACHE)
+    models = [load_model(member / "best.pt")[0] for member in members]
+    cpu = torch.device("cpu")
+    val = np.mean([predict_proba(m, data.images[split.val], cpu, tta=cfg.eval.tta) for m in models], 0)
+    test = np.mean([predict_proba(m, data.images[split.test], cpu, tta=cfg.eval.tta) for m in models], 0)
+    ev = score_probabilities(
+        val, test, data.labels[split.val], data.labels[split.test], tuple(classes), cfg.eval, out
+    )
+    return scores_row(ev, split)
 
 
 def main() -> None:
@@ -118,6 +144,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--name", default="")
     parser.add_argument("--rescore", action="store_true", help="score the run's saved best.pt, no training")
+    parser.add_argument(
+        "--members", default="", help="comma-separated run names whose fold models to average"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/defect_protocols.jsonl"))
     args = parser.parse_args()
     cfg = load_config(DefectJobConfig, None, ["split.frozen_test_dir=null", *args.set])
@@ -130,14 +159,19 @@ def main() -> None:
             continue
         twin = in_distribution_test(manifest, cfg) if args.protocol == "lighting" else None
         out = Path("artifacts/bench") / f"{args.protocol}-{args.name}-{i}"
-        row = run_fold(cfg, manifest, classes, split, out, twin, args.rescore)
+        if args.members:
+            members = [Path("artifacts/bench") / f"{args.protocol}-{m}-{i}" for m in args.members.split(",")]
+            row = ensemble_fold(cfg, manifest, classes, split, members, out)
+        else:
+            row = run_fold(cfg, manifest, classes, split, out, twin, args.rescore)
         print(
             f"fold {i}: " + ", ".join(f"{k} {v}" for k, v in row.items() if not isinstance(v, (list, dict)))
         )
         results.append(row)
     scores = [r["test_macro_f1"] for r in results]
     summary = {
-        "name": args.name + ("-rescored" if args.rescore else ""), "protocol": args.protocol, "settings": args.set, "folds": results,
+        "name": args.name + ("-rescored" if args.rescore else ""), "protocol": args.protocol, "settings": args.set,
+        "members": args.members.split(",") if args.members else None, "folds": results,
         "macro_f1_mean": float(np.mean(scores)), "macro_f1_std": float(np.std(scores)),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

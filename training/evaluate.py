@@ -58,17 +58,31 @@ def evaluate_split(
     out_dir: Path,
 ) -> EvalResult:
     """Choose the reject threshold on validation, then score the untouched test part with it."""
-    classes = model.spec.classes
     val_proba = predict_proba(model, images[val_idx], device, tta=cfg.tta)
     test_proba = predict_proba(model, images[test_idx], device, tta=cfg.tta)
+    return score_probabilities(
+        val_proba, test_proba, labels[val_idx], labels[test_idx], model.spec.classes, cfg, out_dir
+    )
+
+
+def score_probabilities(
+    val_proba: np.ndarray,
+    test_proba: np.ndarray,
+    val_labels: np.ndarray,
+    test_labels: np.ndarray,
+    classes: tuple[str, ...],
+    cfg: EvalConfig,
+    out_dir: Path,
+) -> EvalResult:
+    """`evaluate_split` from probabilities already computed (one model's, or several averaged)."""
     val_point: OperatingPoint | None = None
     test_point: OperatingPoint | None = None
     if cfg.ok_class in classes:
         ok = classes.index(cfg.ok_class)
-        val_point = choose_defect_threshold(labels[val_idx], val_proba, ok, cfg.target_defect_recall)
-        test_point = operating_point(labels[test_idx], test_proba, ok, val_point.threshold)
-    val = classification_metrics(labels[val_idx], val_proba, classes, val_point)
-    test = classification_metrics(labels[test_idx], test_proba, classes, test_point)
+        val_point = choose_defect_threshold(val_labels, val_proba, ok, cfg.target_defect_recall)
+        test_point = operating_point(test_labels, test_proba, ok, val_point.threshold)
+    val = classification_metrics(val_labels, val_proba, classes, val_point)
+    test = classification_metrics(test_labels, test_proba, classes, test_point)
     plots = {
         "confusion_matrix": confusion_matrix_png(test, out_dir / "confusion_matrix.png"),
         "per_class_metrics": per_class_png(test, out_dir / "per_class_metrics.png"),
