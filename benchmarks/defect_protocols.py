@@ -149,6 +149,10 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/defect_protocols.jsonl"))
     args = parser.parse_args()
+    if args.members and args.protocol == "lighting":
+        parser.error(
+            "--members averages kfold or holdout runs; the lighting protocol's twin set is not averaged"
+        )
     cfg = load_config(DefectJobConfig, None, ["split.frozen_test_dir=null", *args.set])
     manifest = load_dataset(DATA).manifest
     classes = sorted(manifest["label"].unique())
