@@ -90,7 +90,9 @@ class FitConfig(Frozen):
     frozen_stages: int = Field(0, ge=0, le=6)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_workers: int = Field(0, ge=0)  # 0 on CPU: decoding is cached, workers would steal cores
+    # None: 0 on CPU (pixels are decoded once and cached; workers would steal the cores the model
+    # needs) and several on CUDA, so augmentation runs beside the GPU instead of between its steps.
+    num_workers: int | None = Field(None, ge=0)
 
 
 class EvalConfig(Frozen):

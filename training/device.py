@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -24,3 +25,16 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """DataLoader workers: as asked, else none on CPU and up to 8 on CUDA (one core kept for the loop).
+
+    On a GPU, augmenting a batch on the main thread takes longer than the step itself, so the
+    GPU would idle between steps; on a CPU the same cores do both jobs and workers only contend.
+    """
+    if requested is not None:
+        return requested
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from training.config import FitConfig, Imbalance
+from training.device import loader_workers
 from training.transplant import TransplantPlan
 
 
@@ -81,13 +82,14 @@ def make_loader(
         sampler = RandomSampler(
             dataset, replacement=count > len(indices), num_samples=count, generator=generator
         )
+    workers = loader_workers(cfg.num_workers, device)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
         sampler=sampler,
-        num_workers=cfg.num_workers,
+        num_workers=workers,
         pin_memory=device.type == "cuda",
         drop_last=count > cfg.batch_size,  # a batch of 1 breaks BatchNorm
-        worker_init_fn=_seed_worker if cfg.num_workers else None,
+        worker_init_fn=_seed_worker if workers else None,
         persistent_workers=False,
     )

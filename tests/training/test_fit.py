@@ -10,6 +10,7 @@ from data_checks.manifest import load_dataset
 from registry.onnx_export import check_parity, export_fp32
 from training.checkpoint import load_model, read_checkpoint
 from training.config import AugmentConfig, EvalConfig, FitConfig, Imbalance, SplitConfig
+from training.device import loader_workers
 from training.evaluate import evaluate_split
 from training.fit import fit
 from training.losses import FocalLoss, classification_loss
@@ -148,3 +149,10 @@ def test_imbalance_options_pick_their_loss():
     focal = FocalLoss(None, gamma=2.0)
     easy, target = torch.tensor([[4.0, -4.0]]), torch.tensor([0])
     assert focal(easy, target) < 0.01 * torch.nn.functional.cross_entropy(easy, target)  # easy examples fade
+
+
+def test_loader_workers_none_on_cpu_several_on_cuda_and_as_asked_otherwise():
+    assert loader_workers(None, torch.device("cpu")) == 0
+    assert loader_workers(3, torch.device("cpu")) == 3
+    assert loader_workers(0, torch.device("cuda")) == 0
+    assert 1 <= loader_workers(None, torch.device("cuda")) <= 8  # this machine has 2 cores or more
