@@ -55,10 +55,12 @@ def test_fit_writes_best_and_last_and_evaluates(tiny, tmp_path):
     assert ev.plots["confusion_matrix"].exists()
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.8])
-def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path, ema_decay):
+# workers=2: the GPU default draws augmentations in loader workers; each epoch re-seeds them, so a
+# resumed run must still repeat the unbroken one (on CPU the default is 0 workers)
+@pytest.mark.parametrize("ema_decay, workers", [(0.0, 0), (0.8, 0), (0.0, 2)])
+def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tiny, tmp_path, ema_decay, workers):
     data, split, spec = tiny
-    cfg = CFG.model_copy(update={"ema_decay": ema_decay})
+    cfg = CFG.model_copy(update={"ema_decay": ema_decay, "num_workers": workers})
     unbroken = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "a")
 
     def kill_after_second_epoch(row):
