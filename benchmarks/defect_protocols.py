@@ -4,6 +4,8 @@
   python -m benchmarks.defect_protocols kfold    --folds 5 ...            k-fold CV by tile
   python -m benchmarks.defect_protocols lighting ...                      train exp1-3, test exp4-6
   python -m benchmarks.defect_protocols lighting --name N --rescore       re-score run N's best.pt
+  python -m benchmarks.defect_protocols kfold --name N --rescore --checkpoint last
+                                                                          ... or its last epoch's
   python -m benchmarks.defect_protocols kfold --members A,B --name A+B      average runs A and B's
                                                                           fold models (no training)
 
@@ -62,8 +64,13 @@ def run_fold(
     out: Path,
     twin: np.ndarray | None = None,
     rescore: bool = False,
+    checkpoint: str = "best",
 ) -> dict:
-    """Train (or, with `rescore`, reload out/best.pt) and score; `twin`: a second test set to score."""
+    """Train (or, with `rescore`, reload out/{checkpoint}.pt) and score; `twin`: a second test set.
+
+    `checkpoint="last"` scores the final epoch instead of the one validation chose, which asks
+    whether choosing on ~25 validation tiles helps at all.
+    """
     data = training_data(manifest, classes, cfg.model.image_size, CACHE)
     spec = make_spec(
         cfg.model.backbone,
@@ -86,7 +93,7 @@ def run_fold(
             out,
             aux_seg_weight=cfg.model.aux_seg_weight,
         )
-    model, _ = load_model(result.best_checkpoint if result else out / "best.pt")
+    model, _ = load_model(result.best_checkpoint if result else out / f"{checkpoint}.pt")
     ev = evaluate_split(
         model, data.images, data.labels, split.val, split.test, cfg.eval, torch.device("cpu"), out
     )
@@ -144,11 +151,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--name", default="")
     parser.add_argument("--rescore", action="store_true", help="score the run's saved best.pt, no training")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best", help="with --rescore")
     parser.add_argument(
         "--members", default="", help="comma-separated run names whose fold models to average"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/defect_protocols.jsonl"))
     args = parser.parse_args()
+    if args.checkpoint == "last" and not args.rescore:
+        parser.error("--checkpoint last re-scores a trained run: add --rescore")
     if args.members and args.protocol == "lighting":
         parser.error(
             "--members averages kfold or holdout runs; the lighting protocol's twin set is not averaged"
@@ -167,14 +177,14 @@ def main() -> None:
             members = [Path("artifacts/bench") / f"{args.protocol}-{m}-{i}" for m in args.members.split(",")]
             row = ensemble_fold(cfg, manifest, classes, split, members, out)
         else:
-            row = run_fold(cfg, manifest, classes, split, out, twin, args.rescore)
+            row = run_fold(cfg, manifest, classes, split, out, twin, args.rescore, args.checkpoint)
         print(
             f"fold {i}: " + ", ".join(f"{k} {v}" for k, v in row.items() if not isinstance(v, (list, dict)))
         )
         results.append(row)
     scores = [r["test_macro_f1"] for r in results]
     summary = {
-        "name": args.name + ("-rescored" if args.rescore else ""), "protocol": args.protocol, "settings": args.set,
+        "name": args.name + ("-rescored" if args.rescore else "") + ("-last" if args.checkpoint == "last" else ""), "protocol": args.protocol, "settings": args.set,
         "members": args.members.split(",") if args.members else None, "folds": results,
         "macro_f1_mean": float(np.mean(scores)), "macro_f1_std": float(np.std(scores)),
     }  # fmt: skip
