@@ -29,7 +29,7 @@ import torch
 from data_checks.manifest import load_dataset
 from flows.settings import apply_offline_defaults
 from training.backbones import create_backbone
-from training.config import AugmentConfig, FitConfig
+from training.config import AugmentConfig, FitConfig, ModelConfig
 from training.device import autocast, resolve_device
 from training.fit import fit
 from training.model import make_spec
@@ -95,7 +95,15 @@ def shopfloor_loop(data, classes, count: int, size: int, mask_head: bool = False
     cfg = FitConfig(
         epochs=2, warmup_epochs=0, samples_per_epoch=count, batch_size=BATCH, early_stopping_patience=2
     )
-    spec = make_spec("efficientnet_lite0", classes, size, 0.2, aux_seg=mask_head, mask_pooling=mask_head)
+    shipped = ModelConfig()  # with `mask_head`, the mask head and pooling as the defaults ship them
+    spec = make_spec(
+        shipped.backbone,
+        classes,
+        size,
+        shipped.dropout,
+        aux_seg=mask_head and shipped.aux_seg_weight > 0,
+        mask_pooling=mask_head and shipped.mask_pooling,
+    )
     idx = np.arange(len(data.labels))
     with tempfile.TemporaryDirectory() as out:
         result = fit(
@@ -106,7 +114,7 @@ def shopfloor_loop(data, classes, count: int, size: int, mask_head: bool = False
             idx,
             idx[:64],
             Path(out),
-            aux_seg_weight=1.0 if mask_head else 0.0,
+            aux_seg_weight=shipped.aux_seg_weight if mask_head else 0.0,
         )
     return result.history[-1]["train_images_per_s"]
 
