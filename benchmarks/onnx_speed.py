@@ -25,6 +25,7 @@ from flows.settings import apply_offline_defaults
 from registry.config import ExportConfig
 from registry.export import calibration_sample, int8_for_edge
 from registry.onnx_export import export_fp32, run_onnx, session
+from registry.onnx_runtime import cpu_facts
 from training.checkpoint import load_model
 from training.config import SplitConfig
 from training.metrics import macro_f1
@@ -107,7 +108,7 @@ def main() -> None:
         sizes = {"onnx_fp32_bytes": fp32.stat().st_size, "onnx_int8_bytes": int8.stat().st_size}
     median = {k: float(np.median(v)) for k, v in times.items()}
     result = {
-        "checkpoint": str(checkpoint), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
+        "checkpoint": str(checkpoint), "measured_on": cpu_facts(), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
         "float_convs": export.float_convs, "calibration": export.calibration_method, "weight_range": export.weight_range,
         "quant_aware_epochs": export.quant_aware_epochs,
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},

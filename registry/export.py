@@ -25,6 +25,7 @@ from registry.onnx_export import (
     session,
     write_metadata,
 )
+from registry.onnx_runtime import cpu_facts
 from registry.quant_aware import distill_for_int8
 from training.checkpoint import load_model
 from training.metrics import macro_f1
@@ -208,6 +209,7 @@ def export_edge_models(
         | {"kernel_saturation_gap": saturation_gap},
         "evaluation_images": len(test),
         "parity_max_abs": parity,
+        "measured_on": cpu_facts(),  # latencies and the kernel check hold for this CPU only
     }
     card = model_card(model.spec, payload.get("decision") or {}, metrics, lineage)
     for path in (fp32_path, int8_path):

@@ -5,9 +5,15 @@ Benchmarks, export gates and edge devices all time models; they must run them th
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 import onnxruntime as ort
+
+# CPU flags that give int8 dot products with 32-bit sums (x86 VNNI, ARM dot product). Without one,
+# x86 int8 kernels add pairs of u8 x s8 products in int16: slower, and able to saturate.
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "asimddp")
 
 
 def session(path: Path, threads: int = 2, exact_int8: bool = False) -> ort.InferenceSession:
@@ -20,3 +26,24 @@ def session(path: Path, threads: int = 2, exact_int8: bool = False) -> ort.Infer
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict:
+    """Which CPU a latency or int8 figure was measured on: the same int8 file runs about 1.4x faster
+    than fp32 on an AVX2 CPU and about 2.3x on one with AVX-512 VNNI (BENCHMARKS.md), so a figure
+    without its CPU cannot be compared. `cpuinfo`: the text of /proc/cpuinfo (read when None)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}  # the first processor's entry
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {
+        "cpu": fields.get("model name") or platform.processor() or platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "int8_dot_product": next((f for f in INT8_DOT_PRODUCT_FLAGS if f in flags), "none"),
+    }

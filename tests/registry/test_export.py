@@ -8,6 +8,7 @@ import pytest
 
 from registry.config import ExportConfig
 from registry.onnx_export import kernel_saturation_gap, quantize_int8, read_card, run_onnx, session
+from registry.onnx_runtime import cpu_facts
 from tests.registry.conftest import SIZE
 from training.train import training_data
 
@@ -43,6 +44,7 @@ def test_the_file_describes_itself(exported_pair):
     quantization = card["metrics"]["int8_quantization"]
     assert quantization["weight_range"] == ExportConfig().weight_range == "pair-safe"
     assert quantization["kernel_saturation_gap"] == 0.0  # the export checked its fast kernels
+    assert card["metrics"]["measured_on"] == cpu_facts()  # latencies name the CPU they hold for
 
 
 def quantized_conv_weights(path) -> list[tuple[bool, np.ndarray]]:
