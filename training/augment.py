@@ -75,14 +75,16 @@ def preview_grid(
     path: Path,
     per_preset: int = 3,
     seed: int = 0,
-    moved: np.ndarray | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """PNG grid: each row one image, original first, then `per_preset` draws of every preset.
 
-    `moved`: the same images with their defect transplanted (training.transplant), shown as a column.
+    `extra`: named columns of the same images changed by a training-only step (a defect
+    transplant, a defect-aware crop), shown after the original.
     """
     rng = np.random.default_rng(seed)
-    columns = [("original", None)] + [("defect transplant", "moved")] * (moved is not None)
+    extra = extra or {}
+    columns = [("original", None)] + [(name, name) for name in extra]
     for name in cfg.presets:
         pipeline = build_augmentation(
             AugmentConfig(presets=(name,), horizontal_flip=False, vertical_flip=False)
@@ -92,8 +94,8 @@ def preview_grid(
     axes = figure.subplots(len(images), len(columns), squeeze=False)
     for row, image in enumerate(images):
         for col, (name, pipeline) in enumerate(columns):
-            if pipeline == "moved":
-                shown = moved[row]
+            if isinstance(pipeline, str):
+                shown = extra[pipeline][row]
             elif pipeline is not None:
                 pipeline.set_random_seed(int(rng.integers(1 << 31)))
                 shown = pipeline(image=image)["image"]

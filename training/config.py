@@ -63,6 +63,15 @@ class AugmentConfig(Frozen):
     # 0.657, balanced accuracy 0.699 vs 0.652; benchmarks/results/defect_protocols.jsonl).
     defect_transplant: float = Field(0.0, ge=0, le=1)
     transplant_onto: str = "MT_Free"
+    # > 0: with this probability a training image is drawn as a window holding its defect, cut from
+    # a copy at `crop_zoom` x the input size, so defects are seen with up to `crop_zoom` x the detail
+    # (training.defect_crop). Off by default.
+    defect_crop: float = Field(0.0, ge=0, le=1)
+    crop_zoom: float = Field(2.0, ge=1, le=4)
+
+    def fine_size(self, image_size: int) -> int | None:
+        """The pixel size defect crops are cut from, or None when they are off."""
+        return int(round(image_size * self.crop_zoom)) if self.defect_crop > 0 else None
 
 
 class FitConfig(Frozen):

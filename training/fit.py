@@ -24,6 +24,7 @@ from rich.progress import Progress, TextColumn
 from training.augment import build_augmentation
 from training.checkpoint import read_checkpoint, save_checkpoint
 from training.config import AugmentConfig, FitConfig
+from training.defect_crop import plan_crop
 from training.device import autocast, resolve_device
 from training.evaluate import predict_proba
 from training.loader import TrainingData, make_loader
@@ -159,6 +160,7 @@ def fit(
     transplant = plan_transplant(
         augment.defect_transplant, augment.transplant_onto, spec.classes, data.labels, train_idx
     )
+    crop = plan_crop(augment.defect_crop, augment.crop_zoom, data.fine_images, data.fine_masks)
     total_epochs = cfg.warmup_epochs + cfg.epochs
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
@@ -181,7 +183,7 @@ def fit(
     while state["epoch"] < total_epochs and state["bad_epochs"] < cfg.early_stopping_patience:
         epoch = state["epoch"]
         frozen = epoch < cfg.warmup_epochs
-        loader = make_loader(data, train_idx, transform, cfg, device, epoch, transplant)
+        loader = make_loader(data, train_idx, transform, cfg, device, epoch, transplant, crop)
         if phase != frozen:  # a new phase gets a fresh optimiser and schedule
             phase_epochs = cfg.warmup_epochs if frozen else cfg.epochs
             optimizer, scheduler = _optimizer(model, cfg, frozen, phase_epochs * len(loader))

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from training.config import FitConfig, Imbalance
+from training.defect_crop import CropPlan
 from training.device import loader_workers
 from training.transplant import TransplantPlan
 
@@ -23,6 +24,9 @@ class TrainingData:
     has_mask: np.ndarray  # (N,) bool: False where no mask file exists (mask loss skipped)
     labels: np.ndarray  # (N,) int class index
     classes: tuple[str, ...]
+    # The same images and masks at a finer size, for defect-aware crops (training.defect_crop); None when off.
+    fine_images: np.ndarray | None = None
+    fine_masks: np.ndarray | None = None
 
 
 class AugmentedImages(Dataset):
@@ -33,22 +37,26 @@ class AugmentedImages(Dataset):
         transform: A.Compose,
         transplant: TransplantPlan | None = None,
         seed: int = 0,
+        crop: CropPlan | None = None,
     ) -> None:
         self.data, self.indices, self.transform = data, indices, transform
-        self.transplant, self.seed = transplant, seed
+        self.transplant, self.seed, self.crop = transplant, seed, crop
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int):
         k = self.indices[i]
-        image = self.data.images[k]
-        if self.transplant is not None:
+        image, mask = self.data.images[k], self.data.masks[k]
+        cropped = self.crop.apply(k, image.shape[0], seed=self.seed * 100_019 + i) if self.crop else None
+        if cropped is not None:
+            image, mask = cropped
+        elif self.transplant is not None:
             image = self.transplant.apply(
                 self.data.images, self.data.masks, k, int(self.data.labels[k]), bool(self.data.has_mask[k]),
                 seed=self.seed * 100_003 + i,
             )  # fmt: skip
-        out = self.transform(image=image, mask=self.data.masks[k])
+        out = self.transform(image=image, mask=mask)
         grey = torch.from_numpy(np.ascontiguousarray(out["image"])).float()[None]  # (1, S, S) 0..255
         mask = torch.from_numpy(np.ascontiguousarray(out["mask"])).float()[None] / 255.0
         return grey, int(self.data.labels[k]), mask, float(self.data.has_mask[k])
@@ -67,11 +75,12 @@ def make_loader(
     device: torch.device,
     epoch: int,
     transplant: TransplantPlan | None = None,
+    crop: CropPlan | None = None,
 ) -> DataLoader:
     """One epoch's loader, seeded by (seed, epoch) so a resumed run repeats the same draws."""
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     transform.set_random_seed(cfg.seed * 1000 + epoch)
-    dataset = AugmentedImages(data, indices, transform, transplant, seed=cfg.seed * 1000 + epoch)
+    dataset = AugmentedImages(data, indices, transform, transplant, seed=cfg.seed * 1000 + epoch, crop=crop)
     count = cfg.samples_per_epoch or len(indices)
     if cfg.imbalance == Imbalance.BALANCED_SAMPLER:
         labels = data.labels[indices]

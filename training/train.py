@@ -14,6 +14,7 @@ import pandas as pd
 
 from training.augment import preview_grid
 from training.config import AugmentConfig, FitConfig, ModelConfig
+from training.defect_crop import plan_crop
 from training.fit import FitResult, fit
 from training.loader import TrainingData
 from training.model import make_spec
@@ -35,15 +36,22 @@ def split_indices(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def training_data(
-    manifest: pd.DataFrame, classes: list[str], image_size: int, cache_dir: Path | None
+    manifest: pd.DataFrame,
+    classes: list[str],
+    image_size: int,
+    cache_dir: Path | None,
+    fine_size: int | None = None,
 ) -> TrainingData:
-    """Pixels (decoded once, cached) and integer labels for every manifest row."""
+    """Pixels (decoded once, cached) and integer labels for every manifest row; with `fine_size`,
+    also a finer copy for defect-aware crops (AugmentConfig.fine_size)."""
     masks = [m if isinstance(m, str) and m else None for m in manifest["mask_path"]]
     pixels = load_pixels(manifest["path"].tolist(), masks, image_size, cache_dir)
+    fine = load_pixels(manifest["path"].tolist(), masks, fine_size, cache_dir) if fine_size else None
     labels = np.array([classes.index(label) for label in manifest["label"]])
     return TrainingData(
-        pixels.images, pixels.masks, np.array([m is not None for m in masks]), labels, tuple(classes)
-    )
+        pixels.images, pixels.masks, np.array([m is not None for m in masks]), labels, tuple(classes),
+        fine.images if fine else None, fine.masks if fine else None,
+    )  # fmt: skip
 
 
 def train_classifier(
@@ -57,7 +65,9 @@ def train_classifier(
     resume: bool = False,
     on_epoch_end: Callable[[dict], None] | None = None,
 ) -> TrainOutput:
-    data = training_data(manifest, classes, model_cfg.image_size, cache_dir)
+    data = training_data(
+        manifest, classes, model_cfg.image_size, cache_dir, augment_cfg.fine_size(model_cfg.image_size)
+    )
     parts = split_indices(manifest)
     spec = make_spec(
         model_cfg.backbone,
@@ -81,16 +91,21 @@ def train_classifier(
         data.labels,
         parts["train"],
     )
-    moved = None
+    extra = {}
     if plan is not None:  # a column of each example's defect on another tile, transplanted every time
         always = replace(plan, p=1.0)
-        moved = np.stack(
+        extra["defect transplant"] = np.stack(
             [
                 always.apply(data.images, data.masks, k, data.labels[k], data.has_mask[k], seed=k)
                 for k in shown
             ]
         )
-    preview = preview_grid(data.images[shown], augment_cfg, out_dir / "augmentation_preview.png", moved=moved)
+    if augment_cfg.defect_crop > 0:  # a column of each example cropped around its defect, every time
+        always_crop = plan_crop(1.0, augment_cfg.crop_zoom, data.fine_images, data.fine_masks)
+        extra["defect crop"] = np.stack(
+            [always_crop.apply(k, model_cfg.image_size, seed=k)[0] for k in shown]
+        )
+    preview = preview_grid(data.images[shown], augment_cfg, out_dir / "augmentation_preview.png", extra=extra)
     result = fit(
         fit_cfg,
         augment_cfg,

@@ -80,7 +80,9 @@ def test_the_augmentation_preview_shows_the_transplant_as_a_column(tiles, tmp_pa
 
     images = tiles.images[:2]
     plain = preview_grid(images, AugmentConfig(), tmp_path / "plain.png")
-    moved = preview_grid(images, AugmentConfig(), tmp_path / "moved.png", moved=255 - images)
+    moved = preview_grid(
+        images, AugmentConfig(), tmp_path / "moved.png", extra={"defect transplant": 255 - images}
+    )
     columns = 1 + 3 * len(AugmentConfig().presets)
     width_plain, width_moved = imread(plain).shape[1], imread(moved).shape[1]
     assert abs(width_moved / width_plain - (columns + 1) / columns) < 0.02
