@@ -69,13 +69,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--float-convs", type=int, default=ExportConfig().float_convs)
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
     model, data, parts, grey = demo_images(checkpoint)
     classes = list(model.spec.classes)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
-    export = ExportConfig()  # the shipped settings (chosen by benchmarks/int8_settings.py)
+    export = ExportConfig(float_convs=args.float_convs)  # shipped settings unless --float-convs says otherwise
     calibration = calibration_sample(grey, parts["train"], export)
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
@@ -122,6 +123,8 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
     Path("benchmarks/results/onnx_speed.json").write_text(json.dumps(result, indent=2))
+    with Path("benchmarks/results/onnx_speed.jsonl").open("a") as runs:  # every run, for the spread
+        runs.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":
