@@ -41,10 +41,9 @@ def defect_crop(
     """Image and mask (both (size, size) uint8) cut from the (F, F) fine-resolution copies."""
     top, left, side = defect_window(fine_mask, rng, max_zoom)
     window = (slice(top, top + side), slice(left, left + side))
-    return tuple(
-        cv2.resize(np.ascontiguousarray(a[window]), (size, size), interpolation=cv2.INTER_AREA)
-        for a in (fine_image, fine_mask)
-    )  # type: ignore[return-value]
+    image = cv2.resize(np.ascontiguousarray(fine_image[window]), (size, size), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(np.ascontiguousarray(fine_mask[window]), (size, size), interpolation=cv2.INTER_AREA)
+    return image, mask
 
 
 @dataclass(frozen=True)
