@@ -76,9 +76,8 @@ def main() -> None:
     model, data, parts, grey = demo_images(checkpoint)
     classes = list(model.spec.classes)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
-    export = ExportConfig(
-        float_convs=args.float_convs
-    )  # shipped settings unless --float-convs says otherwise
+    # The shipped settings (chosen by benchmarks/int8_settings.py) unless --float-convs says otherwise.
+    export = ExportConfig(float_convs=args.float_convs)
     calibration = calibration_sample(grey, parts["train"], export)
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")

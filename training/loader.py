@@ -49,7 +49,7 @@ class AugmentedImages(Dataset):
         k = self.indices[i]
         image, mask = self.data.images[k], self.data.masks[k]
         cropped = self.crop.apply(k, image.shape[0], seed=self.seed * 100_019 + i) if self.crop else None
-        if cropped is not None:
+        if cropped is not None:  # a crop draw is not also transplanted
             image, mask = cropped
         elif self.transplant is not None:
             image = self.transplant.apply(

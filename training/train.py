@@ -100,8 +100,9 @@ def train_classifier(
                 for k in shown
             ]
         )
-    if augment_cfg.defect_crop > 0:  # a column of each example cropped around its defect, every time
-        always_crop = plan_crop(1.0, augment_cfg.crop_zoom, data.fine_images, data.fine_masks)
+    crop = plan_crop(augment_cfg.defect_crop, augment_cfg.crop_zoom, data.fine_images, data.fine_masks)
+    if crop is not None:  # a column of each example cropped around its defect, every time
+        always_crop = replace(crop, p=1.0)
         extra["defect crop"] = np.stack(
             [always_crop.apply(k, model_cfg.image_size, seed=k)[0] for k in shown]
         )
