@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from registry.config import ExportConfig  # noqa: F401  (re-exported: the stage and its settings)
+from registry.equalize import equalize_for_int8
 from registry.onnx_export import (
     OPSET,
     check_kernel_saturation,
@@ -136,12 +137,17 @@ def int8_for_edge(
     path: Path,
     cfg: ExportConfig,
 ) -> Path:
-    """The int8 file as shipped: quantized from the fp32 export or, with `quant_aware_epochs`, from a
-    copy of the model distilled to match it under int8 rounding (registry/quant_aware.py)."""
-    if not cfg.quant_aware_epochs:
+    """The int8 file as shipped: quantized from the fp32 export, or from a copy of the model made
+    int8-friendly first: stream-equalized with `equalize_alpha` (registry/equalize.py), then
+    distilled to match it under int8 rounding with `quant_aware_epochs` (registry/quant_aware.py)."""
+    source_model = model
+    if cfg.equalize_alpha is not None:
+        source_model = equalize_for_int8(source_model, calibration_grey, cfg.equalize_alpha)
+    if cfg.quant_aware_epochs:
+        source_model = distill_for_int8(source_model, train_grey, calibration_grey, cfg)
+    if source_model is model:
         return quantize_int8(fp32_path, calibration_grey, path, cfg)
-    student = distill_for_int8(model, train_grey, calibration_grey, cfg)
-    source = export_fp32(student, path.with_name(path.stem + ".source.onnx"))
+    source = export_fp32(source_model, path.with_name(path.stem + ".source.onnx"))
     try:
         return quantize_int8(source, calibration_grey, path, cfg)
     finally:
@@ -203,6 +209,7 @@ def export_edge_models(
                 "float_convs",
                 "weight_range",
                 "quant_aware_epochs",
+                "equalize_alpha",
                 "quant_aware_lr",
             }
         )
