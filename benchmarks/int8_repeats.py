@@ -50,16 +50,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="quantization-aware distillation epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--float-convs", type=int, default=ExportConfig().float_convs)
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=ExportConfig().equalize_alpha,
+        help="stream equalization (negative: off)",
+    )
     parser.add_argument("--tag", default="", help="what differs in this code version, stored with the row")
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
     model, data, parts, grey = demo_images(checkpoint)
     classes = list(model.spec.classes)
-    cfg = ExportConfig(quant_aware_epochs=args.epochs, seed=args.seed, float_convs=args.float_convs)
+    alpha = None if args.alpha is None or args.alpha < 0 else args.alpha
+    cfg = ExportConfig(
+        quant_aware_epochs=args.epochs, seed=args.seed, float_convs=args.float_convs, equalize_alpha=alpha
+    )
     calibration = calibration_sample(grey, parts["train"], cfg)
     row = {"checkpoint": str(checkpoint), "quant_aware_epochs": args.epochs, "seed": args.seed}
-    row |= {"float_convs": args.float_convs, "measured_on": cpu_facts()}
+    row |= {"float_convs": args.float_convs, "equalize_alpha": alpha, "measured_on": cpu_facts()}
     row |= {"tag": args.tag} if args.tag else {}
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")

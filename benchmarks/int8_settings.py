@@ -25,12 +25,16 @@ from registry.config import ExportConfig
 from registry.export import calibration_sample, int8_for_edge
 from registry.onnx_export import export_fp32, kernel_saturation_gap, run_onnx, session
 
-# (float convolutions, calibration method, weight range, quantization-aware distillation epochs)
+# (float convolutions, calibration method, weight range, quantization-aware distillation epochs,
+#  residual-stream equalization alpha (None: off))
 SETTINGS = [
-    (3, "minmax", "full", 0), (3, "minmax", "reduced", 0), (3, "percentile", "reduced", 0),
-    (3, "minmax", "pair-safe", 0), (3, "percentile", "pair-safe", 0), (3, "entropy", "pair-safe", 0),
-    (6, "minmax", "pair-safe", 0), (1, "minmax", "pair-safe", 0), (0, "minmax", "pair-safe", 0),
-    (3, "minmax", "pair-safe", 1), (3, "minmax", "pair-safe", 2),
+    (3, "minmax", "full", 0, None), (3, "minmax", "reduced", 0, None), (3, "percentile", "reduced", 0, None),
+    (3, "minmax", "pair-safe", 0, None), (3, "percentile", "pair-safe", 0, None), (3, "entropy", "pair-safe", 0, None),
+    (6, "minmax", "pair-safe", 0, None), (1, "minmax", "pair-safe", 0, None), (0, "minmax", "pair-safe", 0, None),
+    (3, "minmax", "pair-safe", 0, 0.25), (3, "minmax", "pair-safe", 0, 0.5), (3, "minmax", "pair-safe", 0, 0.75),
+    (3, "minmax", "pair-safe", 1, None), (3, "minmax", "pair-safe", 2, None), (3, "minmax", "pair-safe", 1, 0.5),
+    (3, "minmax", "pair-safe", 1, 0.75), (6, "minmax", "pair-safe", 1, None), (9, "minmax", "pair-safe", 1, None),
+    (12, "minmax", "pair-safe", 1, None),
 ]  # fmt: skip
 
 
@@ -40,6 +44,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="skip the distillation rows (minutes each)")
+    parser.add_argument(
+        "--rows", type=str, default="", help="comma-separated SETTINGS indices to run (default: all)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/int8_settings.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     checkpoint = args.checkpoint or latest_checkpoint()
@@ -53,13 +61,14 @@ def main() -> None:
         sess32 = session(fp32)
         run32 = lambda x: sess32.run(None, {"grey": x})  # noqa: E731
         timed(run32, val, 5)  # warm
-        for float_convs, method, weight_range, epochs in SETTINGS:
+        chosen = [int(i) for i in args.rows.split(",")] if args.rows else range(len(SETTINGS))
+        for float_convs, method, weight_range, epochs, alpha in (SETTINGS[i] for i in chosen):
             if args.quick and epochs:
                 continue
-            path = Path(scratch) / f"int8-{float_convs}-{method}-{weight_range}-{epochs}.onnx"
+            path = Path(scratch) / f"int8-{float_convs}-{method}-{weight_range}-{epochs}-{alpha}.onnx"
             settings = ExportConfig(
                 float_convs=float_convs, calibration_method=method, weight_range=weight_range,
-                quant_aware_epochs=epochs,
+                quant_aware_epochs=epochs, equalize_alpha=alpha,
             )  # fmt: skip
             int8_for_edge(model, fp32, grey[parts["train"]], calibration, path, settings)
             sess = session(path)
@@ -75,7 +84,7 @@ def main() -> None:
             fp32_ms, ms = float(np.median(fp32_times)), float(np.median(int8_times))
             row = {
                 "float_convs": float_convs, "calibration": method, "weight_range": weight_range,
-                "quant_aware_epochs": epochs,
+                "quant_aware_epochs": epochs, "equalize_alpha": alpha,
                 "kernel_saturation_gap": kernel_saturation_gap(path, val[:32]),
                 "val_top1_agreement": agreement, "val_mean_abs_probability_error": error,
                 "size_ratio": path.stat().st_size / fp32.stat().st_size, "median_ms": ms, "fp32_median_ms": fp32_ms,
@@ -88,7 +97,7 @@ def main() -> None:
         "val_images": len(val),
         "settings": rows,
     }
-    Path("benchmarks/results/int8_settings.json").write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
