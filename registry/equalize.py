@@ -83,10 +83,10 @@ def _abs_peaks(model: DefectClassifier, modules: list[nn.Module], grey: np.ndarr
 
 def _column_share(conv: nn.Conv2d, bn: nn.Module) -> torch.Tensor:
     """Per input channel, the largest share of an output channel's weight grid its (BN-folded) weights use."""
-    g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).reshape(-1, 1, 1, 1)
-    folded = (conv.weight * g).abs()
     if conv.groups > 1:  # depthwise: one input channel per output channel, its own grid
         return torch.ones(conv.weight.shape[0])
+    g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).reshape(-1, 1, 1, 1)
+    folded = (conv.weight * g).abs()
     share = folded.amax(dim=(2, 3)) / folded.amax(dim=(1, 2, 3)).clamp_min(1e-12).unsqueeze(1)
     return share.amax(0)
 

@@ -124,7 +124,8 @@ def model_card(spec, decision: dict, metrics: dict, lineage: dict) -> dict:
         "export": {
             "opset": OPSET,
             "int8": "static QDQ, per-channel int8 weights, uint8 activations, calibrated on training images; "
-            "weights from a copy distilled to match the fp32 model under int8 rounding when quant_aware_epochs > 0",
+            "weights from a copy of the model, residual streams rescaled (same function) when equalize_alpha is "
+            "set and distilled to match the fp32 model under int8 rounding when quant_aware_epochs > 0",
         },
     }  # fmt: skip
 
