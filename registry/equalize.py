@@ -62,16 +62,29 @@ def stream_consumers(model: DefectClassifier, stage_index: int) -> list[tuple[nn
     return readers
 
 
-def _abs_peaks(model: DefectClassifier, modules: list[nn.Module], grey: np.ndarray) -> torch.Tensor:
-    """Per channel, the largest |output| over all `modules` and the calibration images."""
-    peaks = torch.zeros(0)
+def stream_tensors(stage: nn.Sequential) -> list[nn.Module]:
+    """The modules whose outputs carry a stage's residual stream: each block's output and each skip branch."""
+    return list(stage) + [_stream_bn(block) for block in stage[1:]]
 
-    def hook(_module, _inputs, output):
-        nonlocal peaks
-        peak = output.detach().abs().amax(dim=(0, 2, 3))
-        peaks = peak if peaks.numel() == 0 else torch.maximum(peaks, peak)
 
-    handles = [m.register_forward_hook(hook) for m in modules]
+def stream_peaks(model: DefectClassifier, grey: np.ndarray) -> list[torch.Tensor]:
+    """Per stage, per channel: the largest |value| its residual stream takes on the calibration images.
+
+    One pass for all stages: rescaling one stage's stream leaves every other stage's unchanged.
+    """
+    stages = list(model.net.blocks)
+    peaks: list[torch.Tensor | None] = [None] * len(stages)
+
+    def recorder(index: int):
+        def hook(_module, _inputs, output):
+            peak = output.detach().abs().amax(dim=(0, 2, 3))
+            peaks[index] = peak if peaks[index] is None else torch.maximum(peaks[index], peak)
+
+        return hook
+
+    handles = [
+        m.register_forward_hook(recorder(i)) for i, stage in enumerate(stages) for m in stream_tensors(stage)
+    ]
     try:
         with torch.inference_mode():
             for start in range(0, len(grey), 16):
@@ -116,11 +129,11 @@ def equalize_streams(
     BatchNorm, and every skip block's last BatchNorm, whose branch is added to it) and divided out
     where it is read (the input columns of every convolution that reads the stream).
     """
+    all_peaks = stream_peaks(model, grey)
     with torch.no_grad():
-        for index, stage in enumerate(model.net.blocks):
+        for index, (stage, peaks) in enumerate(zip(model.net.blocks, all_peaks, strict=True)):
             makers = [_stream_bn(block) for block in stage]
             readers = stream_consumers(model, index)
-            peaks = _abs_peaks(model, list(stage) + makers[1:], grey)
             share = torch.stack([_column_share(c, bn) for c, bn in readers if bn is not None]).amax(0)
             scales = stream_scales(peaks, share, alpha, max_scale)
             for bn in makers:
