@@ -1,10 +1,11 @@
 """How much the int8 export's fidelity moves between repeats of the same export.
 
-  python -m benchmarks.int8_repeats --epochs 1 --seed 0 [--checkpoint .../evaluate/model.pt]
+  python -m benchmarks.int8_repeats --seed 0 [--epochs 1] [--rounding nearest] [--checkpoint .../evaluate/model.pt]
 
 One export per call (a fresh process each time, as the flow does): fp32 ONNX, then the shipped
-int8 path (quantization-aware distillation for `--epochs` epochs, then static int8) with
-ExportConfig(seed=...), which draws the calibration images and the distillation batch order.
+int8 path (quantization-aware distillation for `--epochs` epochs, GPTQ or nearest weight rounding,
+then static int8) with ExportConfig(seed=...), which draws the calibration images and the
+distillation batch order.
 Prints and appends one row to benchmarks/results/int8_repeats.jsonl: top-1 agreement with fp32,
 flipped images, mean absolute probability error and macro-F1 of each precision, on the validation
 part (where settings may be chosen) and on the frozen test part (scored only).
@@ -47,7 +48,13 @@ def main() -> None:
     apply_offline_defaults()
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--epochs", type=int, default=1, help="quantization-aware distillation epochs")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=ExportConfig().quant_aware_epochs,
+        help="quantization-aware distillation epochs",
+    )
+    parser.add_argument("--rounding", default=ExportConfig().weight_rounding, choices=["gptq", "nearest"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--float-convs", type=int, default=ExportConfig().float_convs)
     parser.add_argument(
@@ -64,10 +71,12 @@ def main() -> None:
     classes = list(model.spec.classes)
     alpha = None if args.alpha is None or args.alpha < 0 else args.alpha
     cfg = ExportConfig(
-        quant_aware_epochs=args.epochs, seed=args.seed, float_convs=args.float_convs, equalize_alpha=alpha
-    )
+        quant_aware_epochs=args.epochs, seed=args.seed, float_convs=args.float_convs, equalize_alpha=alpha,
+        weight_rounding=args.rounding,
+    )  # fmt: skip
     calibration = calibration_sample(grey, parts["train"], cfg)
     row = {"checkpoint": str(checkpoint), "quant_aware_epochs": args.epochs, "seed": args.seed}
+    row |= {"weight_rounding": args.rounding}
     row |= {"float_convs": args.float_convs, "equalize_alpha": alpha, "measured_on": cpu_facts()}
     row |= {"tag": args.tag} if args.tag else {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -26,15 +26,17 @@ from registry.export import calibration_sample, int8_for_edge
 from registry.onnx_export import export_fp32, kernel_saturation_gap, run_onnx, session
 
 # (float convolutions, calibration method, weight range, quantization-aware distillation epochs,
-#  residual-stream equalization alpha (None: off))
+#  residual-stream equalization alpha (None: off), weight rounding)
 SETTINGS = [
-    (3, "minmax", "full", 0, None), (3, "minmax", "reduced", 0, None), (3, "percentile", "reduced", 0, None),
-    (3, "minmax", "pair-safe", 0, None), (3, "percentile", "pair-safe", 0, None), (3, "entropy", "pair-safe", 0, None),
-    (6, "minmax", "pair-safe", 0, None), (1, "minmax", "pair-safe", 0, None), (0, "minmax", "pair-safe", 0, None),
-    (3, "minmax", "pair-safe", 0, 0.25), (3, "minmax", "pair-safe", 0, 0.5), (3, "minmax", "pair-safe", 0, 0.75),
-    (3, "minmax", "pair-safe", 1, None), (3, "minmax", "pair-safe", 2, None), (3, "minmax", "pair-safe", 1, 0.5),
-    (3, "minmax", "pair-safe", 1, 0.75), (6, "minmax", "pair-safe", 1, None), (9, "minmax", "pair-safe", 1, None),
-    (12, "minmax", "pair-safe", 1, None),
+    (3, "minmax", "full", 0, None, "nearest"), (3, "minmax", "reduced", 0, None, "nearest"), (3, "percentile", "reduced", 0, None, "nearest"),
+    (3, "minmax", "pair-safe", 0, None, "nearest"), (3, "percentile", "pair-safe", 0, None, "nearest"), (3, "entropy", "pair-safe", 0, None, "nearest"),
+    (6, "minmax", "pair-safe", 0, None, "nearest"), (1, "minmax", "pair-safe", 0, None, "nearest"), (0, "minmax", "pair-safe", 0, None, "nearest"),
+    (3, "minmax", "pair-safe", 0, 0.25, "nearest"), (3, "minmax", "pair-safe", 0, 0.5, "nearest"), (3, "minmax", "pair-safe", 0, 0.75, "nearest"),
+    (3, "minmax", "pair-safe", 1, None, "nearest"), (3, "minmax", "pair-safe", 2, None, "nearest"), (3, "minmax", "pair-safe", 1, 0.5, "nearest"),
+    (3, "minmax", "pair-safe", 1, 0.75, "nearest"), (6, "minmax", "pair-safe", 1, None, "nearest"), (9, "minmax", "pair-safe", 1, None, "nearest"),
+    (12, "minmax", "pair-safe", 1, None, "nearest"),
+    (3, "minmax", "pair-safe", 0, None, "gptq"), (3, "minmax", "pair-safe", 0, 0.5, "gptq"),
+    (3, "minmax", "pair-safe", 0, 0.75, "gptq"), (3, "minmax", "pair-safe", 1, None, "gptq"),
 ]  # fmt: skip
 
 
@@ -62,13 +64,15 @@ def main() -> None:
         run32 = lambda x: sess32.run(None, {"grey": x})  # noqa: E731
         timed(run32, val, 5)  # warm
         chosen = [int(i) for i in args.rows.split(",")] if args.rows else range(len(SETTINGS))
-        for float_convs, method, weight_range, epochs, alpha in (SETTINGS[i] for i in chosen):
+        for float_convs, method, weight_range, epochs, alpha, rounding in (SETTINGS[i] for i in chosen):
             if args.quick and epochs:
                 continue
-            path = Path(scratch) / f"int8-{float_convs}-{method}-{weight_range}-{epochs}-{alpha}.onnx"
+            path = (
+                Path(scratch) / f"int8-{float_convs}-{method}-{weight_range}-{epochs}-{alpha}-{rounding}.onnx"
+            )
             settings = ExportConfig(
                 float_convs=float_convs, calibration_method=method, weight_range=weight_range,
-                quant_aware_epochs=epochs, equalize_alpha=alpha,
+                quant_aware_epochs=epochs, equalize_alpha=alpha, weight_rounding=rounding,
             )  # fmt: skip
             int8_for_edge(model, fp32, grey[parts["train"]], calibration, path, settings)
             sess = session(path)
@@ -84,7 +88,7 @@ def main() -> None:
             fp32_ms, ms = float(np.median(fp32_times)), float(np.median(int8_times))
             row = {
                 "float_convs": float_convs, "calibration": method, "weight_range": weight_range,
-                "quant_aware_epochs": epochs, "equalize_alpha": alpha,
+                "quant_aware_epochs": epochs, "equalize_alpha": alpha, "weight_rounding": rounding,
                 "kernel_saturation_gap": kernel_saturation_gap(path, val[:32]),
                 "val_top1_agreement": agreement, "val_mean_abs_probability_error": error,
                 "size_ratio": path.stat().st_size / fp32.stat().st_size, "median_ms": ms, "fp32_median_ms": fp32_ms,

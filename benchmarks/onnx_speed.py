@@ -112,7 +112,8 @@ def main() -> None:
     result = {
         "checkpoint": str(checkpoint), "measured_on": cpu_facts(), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
         "float_convs": export.float_convs, "calibration": export.calibration_method, "weight_range": export.weight_range,
-        "quant_aware_epochs": export.quant_aware_epochs,
+        "quant_aware_epochs": export.quant_aware_epochs, "weight_rounding": export.weight_rounding,
+        "equalize_alpha": export.equalize_alpha,
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],

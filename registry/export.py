@@ -28,6 +28,7 @@ from registry.onnx_export import (
 )
 from registry.onnx_runtime import cpu_facts
 from registry.quant_aware import distill_for_int8
+from registry.weight_rounding import round_weights_for_int8
 from training.checkpoint import load_model
 from training.metrics import macro_f1
 from training.model import ProbabilityModel
@@ -125,7 +126,9 @@ def model_card(spec, decision: dict, metrics: dict, lineage: dict) -> dict:
             "opset": OPSET,
             "int8": "static QDQ, per-channel int8 weights, uint8 activations, calibrated on training images; "
             "weights from a copy of the model, residual streams rescaled (same function) when equalize_alpha is "
-            "set and distilled to match the fp32 model under int8 rounding when quant_aware_epochs > 0",
+            "set, distilled to match the fp32 model under int8 rounding when quant_aware_epochs > 0, and "
+            "rounded to the int8 grid by GPTQ (each layer's output on the calibration images moves least) "
+            "when weight_rounding is 'gptq'",
         },
     }  # fmt: skip
 
@@ -139,18 +142,22 @@ def int8_for_edge(
     cfg: ExportConfig,
 ) -> Path:
     """The int8 file as shipped: quantized from the fp32 export, or from a copy of the model made
-    int8-friendly first: stream-equalized with `equalize_alpha` (registry/equalize.py), then
-    distilled to match it under int8 rounding with `quant_aware_epochs` (registry/quant_aware.py)."""
-    source_model = model
+    int8-friendly first: stream-equalized with `equalize_alpha` (registry/equalize.py), distilled
+    to match it under int8 rounding with `quant_aware_epochs` (registry/quant_aware.py), then its
+    weights GPTQ-rounded onto the int8 grid (`weight_rounding`, registry/weight_rounding.py)."""
+    source_model, weight_scales = model, None
     if cfg.equalize_alpha is not None:
         source_model = equalize_for_int8(source_model, calibration_grey, cfg.equalize_alpha)
     if cfg.quant_aware_epochs:
         source_model = distill_for_int8(source_model, train_grey, calibration_grey, cfg)
+    if cfg.weight_rounding == "gptq":
+        source_model, scales = round_weights_for_int8(source_model, calibration_grey, cfg)
+        weight_scales = {f"classifier.net.{name}.weight": s for name, s in scales.items()}  # ONNX names
     if source_model is model:
         return quantize_int8(fp32_path, calibration_grey, path, cfg)
     source = export_fp32(source_model, path.with_name(path.stem + ".source.onnx"))
     try:
-        return quantize_int8(source, calibration_grey, path, cfg)
+        return quantize_int8(source, calibration_grey, path, cfg, weight_scales)
     finally:
         source.unlink(missing_ok=True)
 
@@ -212,6 +219,7 @@ def export_edge_models(
                 "quant_aware_epochs",
                 "equalize_alpha",
                 "quant_aware_lr",
+                "weight_rounding",
             }
         )
         | {"kernel_saturation_gap": saturation_gap},

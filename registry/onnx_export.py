@@ -159,33 +159,53 @@ def weight_grid(weight: torch.Tensor, depthwise: bool, weight_range: str) -> tup
     return pair_bound(weight), 127
 
 
-def weight_overrides(model: onnx.ModelProto, excluded: set[str], weight_range: str) -> dict:
+def weight_overrides(
+    model: onnx.ModelProto,
+    excluded: set[str],
+    weight_range: str,
+    scales: dict[str, list[float]] | None = None,
+) -> dict:
     """ONNX Runtime TensorQuantOverrides that put each quantized convolution's weights on weight_grid.
 
+    `scales`, by weight name: per-channel scales already chosen (weights rounded beforehand by
+    registry/weight_rounding.py and sitting on that grid); every quantized convolution must have
+    them then, and ONNX Runtime's scale, max |rmin, rmax| / 127, is set to reproduce them.
     `check_kernel_saturation` verifies the result on real images.
     """
-    if weight_range == "reduced":
-        return {}  # quantize_static's own reduce_range gives every weight the 7-bit grid
     weights = {t.name: t for t in model.graph.initializer}
     overrides = {}
     for node in model.graph.node:
         if node.op_type != "Conv" or node.name in excluded or node.input[1] not in weights:
             continue
-        weight = torch.tensor(onnx.numpy_helper.to_array(weights[node.input[1]]))
-        depthwise = any(a.name == "group" and a.i > 1 for a in node.attribute)
-        bounds, _ = weight_grid(weight, depthwise, weight_range)
+        if scales is not None:
+            if node.input[1] not in scales:
+                raise ExportError(f"{node.input[1]}: no int8 weight scales from the weight rounding")
+            bounds = [127 * s for s in scales[node.input[1]]]
+        elif weight_range == "reduced":
+            continue  # quantize_static's own reduce_range gives every weight the 7-bit grid
+        else:
+            weight = torch.tensor(onnx.numpy_helper.to_array(weights[node.input[1]]))
+            depthwise = any(a.name == "group" and a.i > 1 for a in node.attribute)
+            bounds = weight_grid(weight, depthwise, weight_range)[0].tolist()
         overrides[node.input[1]] = [
-            {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)} for b in bounds.tolist()
+            {"axis": 0, "reduce_range": False, "rmin": -float(b), "rmax": float(b)} for b in bounds
         ]
     return overrides
 
 
-def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, cfg: ExportConfig) -> Path:
+def quantize_int8(
+    fp32_path: Path,
+    calibration_grey: np.ndarray,
+    path: Path,
+    cfg: ExportConfig,
+    weight_scales: dict[str, list[float]] | None = None,
+) -> Path:
     """Static int8 (QDQ, per-channel weights, uint8 activations) calibrated on real images.
 
     From `cfg`: `float_convs` (see float_nodes); `calibration_method`, how activation ranges are
     read from the calibration images: min/max of what was seen, or a percentile / entropy cut that
-    ignores rare outliers; `weight_range` (see weight_overrides).
+    ignores rare outliers; `weight_range` (see weight_overrides). `weight_scales`: per-channel
+    scales by ONNX weight name, when the weights were rounded beforehand (weight_overrides).
     """
     prepared = path.with_name(path.stem + ".prep.onnx")
     logging.getLogger("root").setLevel(logging.ERROR)  # quant_pre_process logs shape-inference notes
@@ -194,9 +214,9 @@ def quantize_int8(fp32_path: Path, calibration_grey: np.ndarray, path: Path, cfg
     excluded = float_nodes(model, cfg.float_convs)
     quantize_static(
         str(prepared), str(path), _Calibration(calibration_grey), quant_format=QuantFormat.QDQ,
-        per_channel=True, reduce_range=cfg.weight_range == "reduced", activation_type=QuantType.QUInt8,
+        per_channel=True, reduce_range=cfg.weight_range == "reduced" and weight_scales is None, activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8, nodes_to_exclude=excluded, calibrate_method=CALIBRATION_METHODS[cfg.calibration_method],
-        extra_options={"TensorQuantOverrides": weight_overrides(model, set(excluded), cfg.weight_range)},
+        extra_options={"TensorQuantOverrides": weight_overrides(model, set(excluded), cfg.weight_range, weight_scales)},
     )  # fmt: skip
     prepared.unlink(missing_ok=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
+import torch
 
 from data_checks.manifest import load_dataset
 from registry import publish
@@ -15,10 +17,23 @@ from registry.onnx_export import read_card, write_metadata
 from registry.tracking import TrackingConfig, configure
 from training.config import AugmentConfig, EvalConfig, FitConfig, ModelConfig, SplitConfig
 from training.evaluate import evaluate_checkpoint
+from training.model import DefectClassifier, make_spec
 from training.prepare import assign_split
-from training.train import train_classifier
+from training.train import train_classifier, training_data
 
 SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def backbone_and_tiles(tile_subset_master, tmp_path_factory):
+    """The pretrained backbone with a fresh 6-class head (untrained: the int8 tests need real
+    activations, not a good classifier), and the subset's grey images."""
+    manifest = load_dataset(tile_subset_master).manifest
+    classes = sorted(manifest["label"].unique())
+    torch.manual_seed(0)
+    model = DefectClassifier(make_spec("efficientnet_lite0", classes, SIZE, 0.2, False)).eval()
+    data = training_data(manifest, classes, SIZE, tmp_path_factory.mktemp("cache"))
+    return model, data.images[:, None].astype(np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ def test_equalization_brings_int8_closer_to_fp32(model_and_images, tmp_path):
     exact = run_onnx(session(fp32), grey)
     errors = {}
     for alpha in (None, 0.5):
-        cfg = ExportConfig(quant_aware_epochs=0, equalize_alpha=alpha)
+        cfg = ExportConfig(quant_aware_epochs=0, equalize_alpha=alpha, weight_rounding="nearest")
         int8 = int8_for_edge(model, fp32, grey, grey[:32], tmp_path / f"int8-{alpha}.onnx", cfg)
         errors[alpha] = np.abs(run_onnx(session(int8), grey) - exact).mean()
     assert errors[0.5] < 0.95 * errors[None], (

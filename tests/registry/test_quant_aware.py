@@ -6,27 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from data_checks.manifest import load_dataset
 from registry.config import ExportConfig
 from registry.export import int8_for_edge
 from registry.onnx_export import export_fp32, run_onnx, session
 from registry.quant_aware import conv_bn_pairs, plain_copy, simulated_int8
-from tests.registry.conftest import SIZE
-from training.model import DefectClassifier, make_spec
-from training.train import training_data
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model_and_images(tile_subset_master, tmp_path_factory):
-    """The pretrained backbone with a fresh 6-class head, and the subset's grey images."""
-    manifest = load_dataset(tile_subset_master).manifest
-    classes = sorted(manifest["label"].unique())
-    torch.manual_seed(0)
-    model = DefectClassifier(make_spec("efficientnet_lite0", classes, SIZE, 0.2, False)).eval()
-    data = training_data(manifest, classes, SIZE, tmp_path_factory.mktemp("cache"))
-    return model, data.images[:, None].astype(np.float32)
 
 
 def probabilities(model, grey):
@@ -34,9 +19,9 @@ def probabilities(model, grey):
         return model(torch.from_numpy(grey)).softmax(1).numpy()
 
 
-def test_simulation_reproduces_most_of_onnx_runtime_int8_error(model_and_images, tmp_path):
-    model, grey = model_and_images
-    cfg = ExportConfig(quant_aware_epochs=0)
+def test_simulation_reproduces_most_of_onnx_runtime_int8_error(backbone_and_tiles, tmp_path):
+    model, grey = backbone_and_tiles
+    cfg = ExportConfig(quant_aware_epochs=0, weight_rounding="nearest")  # the rounding the simulation mirrors
     fp32 = export_fp32(model, tmp_path / "fp32.onnx")
     int8 = int8_for_edge(model, fp32, grey, grey[:32], tmp_path / "int8.onnx", cfg)
     ort_int8 = run_onnx(session(int8), grey)
@@ -48,21 +33,21 @@ def test_simulation_reproduces_most_of_onnx_runtime_int8_error(model_and_images,
     assert np.abs(simulated - ort_int8).mean() < 0.6 * int8_error
 
 
-def test_distillation_brings_int8_closer_to_fp32_and_exports_plain_weights(model_and_images, tmp_path):
-    model, grey = model_and_images
+def test_distillation_brings_int8_closer_to_fp32_and_exports_plain_weights(backbone_and_tiles, tmp_path):
+    model, grey = backbone_and_tiles
     fp32 = export_fp32(model, tmp_path / "fp32.onnx")
     exact = run_onnx(session(fp32), grey)
     errors = {}
     for epochs in (0, 10):
-        cfg = ExportConfig(quant_aware_epochs=epochs, quant_aware_lr=3e-6)
+        cfg = ExportConfig(quant_aware_epochs=epochs, quant_aware_lr=3e-6, weight_rounding="nearest")
         int8 = int8_for_edge(model, fp32, grey, grey[:32], tmp_path / f"int8-{epochs}.onnx", cfg)
         errors[epochs] = np.abs(run_onnx(session(int8), grey) - exact).mean()
     assert errors[10] < 0.8 * errors[0], errors
     assert not (tmp_path / "int8-10.source.onnx").exists()  # the student's fp32 file is not left behind
 
 
-def test_plain_copy_has_no_rounding_left(model_and_images):
-    model, grey = model_and_images
+def test_plain_copy_has_no_rounding_left(backbone_and_tiles):
+    model, grey = backbone_and_tiles
     student = simulated_int8(model, grey[:16], ExportConfig())
     plain = plain_copy(model, student)
     assert all(not hasattr(conv, "parametrizations") for _, conv, _ in conv_bn_pairs(plain.net))
