@@ -143,7 +143,11 @@ def round_weights_for_int8(
             folded.reshape(len(folded), -1), moments[conv], scale, qmax,
             pair_safe=cfg.weight_range == "pair-safe" and not depthwise,
         )  # fmt: skip
+        unfolded = (q * scale[:, None]).reshape(folded.shape) / g
+        unfolded = torch.where(
+            g == 0, conv.weight.detach().double(), unfolded
+        )  # a BN that zeroes its channel
         with torch.no_grad():
-            conv.weight.copy_(((q * scale[:, None]).reshape(folded.shape) / g).to(conv.weight.dtype))
+            conv.weight.copy_(unfolded.to(conv.weight.dtype))
         scales[name] = scale.tolist()
     return rounded, scales

@@ -82,6 +82,19 @@ def test_precomputed_scales_must_cover_every_quantized_convolution(tmp_path):
         weight_overrides(onnx_model, set(), "pair-safe", scales={})
 
 
+def test_a_channel_its_batchnorm_zeroes_keeps_finite_weights():
+    torch.manual_seed(0)
+    model = DefectClassifier(make_spec("efficientnet_lite0", ["a", "b"], SIZE, 0.2, False)).eval()
+    with torch.no_grad():
+        model.net.blocks[1][0].bn1.weight[3] = 0.0
+    grey = np.random.default_rng(0).uniform(0, 255, size=(4, 1, SIZE, SIZE)).astype(np.float32)
+    rounded, scales = round_weights_for_int8(model, grey, ExportConfig())
+    assert all(torch.isfinite(p).all() for p in rounded.parameters())
+    assert "blocks.1.0.conv_pw" in scales
+    with torch.inference_mode():
+        assert torch.isfinite(rounded(torch.from_numpy(grey))).all()
+
+
 @pytest.mark.slow
 def test_onnx_runtime_stores_the_gptq_integers_and_the_file_is_closer_to_fp32(backbone_and_tiles, tmp_path):
     model, grey = backbone_and_tiles
