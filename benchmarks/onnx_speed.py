@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from data_checks.manifest import load_dataset
@@ -43,11 +44,23 @@ def latest_checkpoint() -> Path:
 
 def demo_images(checkpoint: Path):
     """The checkpoint's model and the shipped tiles as the flow splits them (frozen test set, cached
-    pixels): (model, data, split indices, grey images of shape (N, 1, S, S))."""
+    pixels): (model, data, split indices, grey images of shape (N, 1, S, S)).
+
+    When the checkpoint sits in a flow run (artifacts/runs/<id>/evaluate/model.pt), its run's own
+    split is used (checks/manifest_split.csv: after the quarantine and the near-duplicate group
+    merges), so the calibration draw and the validation images are the ones the flow's export
+    used and a benchmark export is the file the flow shipped. Otherwise all images on disk are
+    split afresh (the same frozen test set; train/val may differ by the quarantined images).
+    """
     model, _ = load_model(checkpoint)
-    manifest = assign_split(
-        load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"
-    )
+    flow_split = checkpoint.parent.parent / "checks" / "manifest_split.csv"
+    if flow_split.exists():
+        manifest = pd.read_csv(flow_split, keep_default_na=False)
+        manifest["mask_path"] = manifest["mask_path"].replace("", None)
+    else:
+        manifest = assign_split(
+            load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"
+        )
     data = training_data(manifest, list(model.spec.classes), model.spec.image_size, Path(".shopfloor/cache"))
     parts = split_indices(manifest)
     return model, data, parts, data.images[:, None].astype(np.float32)
