@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from data_checks.manifest import load_dataset
@@ -31,7 +30,7 @@ from training.checkpoint import load_model
 from training.config import SplitConfig
 from training.metrics import macro_f1
 from training.model import ProbabilityModel
-from training.prepare import assign_split
+from training.prepare import assign_split, read_split_manifest
 from training.train import split_indices, training_data
 
 
@@ -55,8 +54,7 @@ def demo_images(checkpoint: Path):
     model, _ = load_model(checkpoint)
     flow_split = checkpoint.parent.parent / "checks" / "manifest_split.csv"
     if flow_split.exists():
-        manifest = pd.read_csv(flow_split, keep_default_na=False)
-        manifest["mask_path"] = manifest["mask_path"].replace("", None)
+        manifest = read_split_manifest(flow_split)
     else:
         manifest = assign_split(
             load_dataset(Path("data/magnetic_tiles")).manifest, SplitConfig(), "magnetic_tiles"

@@ -29,8 +29,9 @@ DataArg = Annotated[Path, typer.Option("--data", help="Image folder or CSV manif
 
 
 def _manifest() -> tuple[pd.DataFrame, list[str]]:
-    manifest = pd.read_csv(OUT / "prepare" / "manifest.csv", keep_default_na=False)
-    manifest["mask_path"] = manifest["mask_path"].replace("", None)
+    from training.prepare import read_split_manifest
+
+    manifest = read_split_manifest(OUT / "prepare" / "manifest.csv")
     classes = json.loads((OUT / "prepare" / "classes.json").read_text())
     return manifest, classes
 

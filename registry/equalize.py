@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from data_checks.errors import ExportError
+from registry.quant_aware import folded_scale
 from training.model import MASK_STAGE, DefectClassifier
 
 
@@ -100,7 +101,7 @@ def _column_share(conv: nn.Conv2d, bn: nn.Module) -> torch.Tensor:
     """Per input channel, the largest share of an output channel's weight grid its (BN-folded) weights use."""
     if conv.groups > 1:  # depthwise: one input channel per output channel, its own grid
         return torch.ones(conv.weight.shape[0])
-    g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).reshape(-1, 1, 1, 1)
+    g = folded_scale(bn).reshape(-1, 1, 1, 1)
     folded = (conv.weight * g).abs()
     share = folded.amax(dim=(2, 3)) / folded.amax(dim=(1, 2, 3)).clamp_min(1e-12).unsqueeze(1)
     return share.amax(0)

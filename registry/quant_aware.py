@@ -49,13 +49,17 @@ class FoldedWeightRounding(nn.Module):
         self.depthwise, self.weight_range = depthwise, weight_range
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        bn = self.bn[0]
-        g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, 1, 1, 1)
+        g = folded_scale(self.bn[0]).reshape(-1, 1, 1, 1)
         folded = weight * g
         bound, qmax = weight_grid(folded, self.depthwise, self.weight_range)
         scale = (bound / qmax).detach().clamp_min(1e-12)
         zero = torch.zeros_like(scale, dtype=torch.int32)
         return torch.fake_quantize_per_channel_affine(folded, scale, zero, 0, -qmax, qmax) / g
+
+
+def folded_scale(bn: nn.Module) -> torch.Tensor:
+    """The per-channel factor the export folds from an eval-mode BatchNorm into the convolution before it."""
+    return (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
 
 
 def conv_bn_pairs(net: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:

@@ -31,7 +31,7 @@ from torch import nn
 
 from registry.config import ExportConfig
 from registry.onnx_export import weight_grid
-from registry.quant_aware import conv_bn_pairs
+from registry.quant_aware import conv_bn_pairs, folded_scale
 from training.model import DefectClassifier
 
 PAIR_LIMIT = 128  # |q_a| + |q_b| of adjacent input channels (see onnx_export.weight_grid)
@@ -115,11 +115,6 @@ def gptq_integers(
     return q
 
 
-def folded_scale(bn: nn.Module) -> torch.Tensor:
-    """The per-channel factor the export folds from an eval-mode BatchNorm into the convolution before it."""
-    return (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
-
-
 def round_weights_for_int8(
     model: DefectClassifier, calibration_grey: np.ndarray, cfg: ExportConfig
 ) -> tuple[DefectClassifier, dict[str, list[float]]]:
@@ -134,7 +129,7 @@ def round_weights_for_int8(
     moments = input_second_moments(rounded, [conv for _, conv, _ in pairs], calibration_grey)
     scales = {}
     for name, conv, bn in track(pairs, description="int8 weight rounding (GPTQ)"):
-        g = folded_scale(bn).reshape(-1, 1, 1, 1)
+        g = folded_scale(bn).double().reshape(-1, 1, 1, 1)
         folded = conv.weight.detach().double() * g
         depthwise = conv.groups > 1
         bound, qmax = weight_grid(folded, depthwise, cfg.weight_range)

@@ -18,6 +18,14 @@ from training.config import SplitConfig
 from training.split import Split, check_disjoint, grouped_holdout, split_off
 
 
+def read_split_manifest(path: Path) -> pd.DataFrame:
+    """A manifest written by the prepare stage (with its `split` column), as it was: empty cells
+    stay empty strings, and a missing mask is None again."""
+    manifest = pd.read_csv(path, keep_default_na=False)
+    manifest["mask_path"] = manifest["mask_path"].replace("", None)
+    return manifest
+
+
 def frozen_test_path(cfg: SplitConfig, dataset_name: str) -> Path | None:
     return cfg.frozen_test_dir / f"{dataset_name}.csv" if cfg.frozen_test_dir else None
 
