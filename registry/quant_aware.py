@@ -96,25 +96,43 @@ def activation_ranges(
     return [(low, high) for low, high in ranges]
 
 
+def activation_rounding_points(student: DefectClassifier, float_convs: int) -> list[nn.Module]:
+    """The modules whose outputs ONNX Runtime rounds to uint8: each quantized convolution's BN
+    (with its activation), the last float convolution's BN (the first quantized input), and
+    each block (its output after the residual add), in forward order."""
+    pairs = conv_bn_pairs(student.net)
+    rounded, kept_float = pairs[float_convs:], pairs[:float_convs]
+    points = [bn for _, _, bn in rounded] + [kept_float[-1][2]] * bool(kept_float)
+    return points + [block for stage in student.net.blocks for block in stage]
+
+
+def round_activations(
+    student: DefectClassifier, modules: list[nn.Module], calibration_grey: np.ndarray
+) -> list[torch.utils.hooks.RemovableHandle]:
+    """Round each module's output to uint8 with the min/max range it shows on the calibration
+    images, as the static int8 export does; returns the hooks, so a caller can take them off."""
+    ranges = activation_ranges(student, modules, calibration_grey)
+    handles = []
+    for module, (low, high) in zip(modules, ranges, strict=True):
+        scale = max(high - low, 1e-8) / 255
+        zero_point = int(round(-low / scale))
+        handles.append(
+            module.register_forward_hook(
+                lambda _m, _i, out, s=scale, z=zero_point: torch.fake_quantize_per_tensor_affine(
+                    out, s, z, 0, 255
+                )
+            )
+        )
+    return handles
+
+
 def simulated_int8(
     model: DefectClassifier, calibration_grey: np.ndarray, cfg: ExportConfig
 ) -> DefectClassifier:
     """A copy of `model` whose forward pass rounds weights and activations as the int8 export will."""
     student = copy.deepcopy(model).eval()
-    pairs = conv_bn_pairs(student.net)
-    rounded, kept_float = pairs[cfg.float_convs :], pairs[: cfg.float_convs]
-    watched = [bn for _, _, bn in rounded] + [kept_float[-1][2]] * bool(kept_float)
-    watched += [block for stage in student.net.blocks for block in stage]
-    ranges = activation_ranges(student, watched, calibration_grey)
-    for module, (low, high) in zip(watched, ranges, strict=True):
-        scale = max(high - low, 1e-8) / 255
-        zero_point = int(round(-low / scale))
-        module.register_forward_hook(
-            lambda _m, _i, out, s=scale, z=zero_point: torch.fake_quantize_per_tensor_affine(
-                out, s, z, 0, 255
-            )
-        )
-    for _, conv, bn in rounded:
+    round_activations(student, activation_rounding_points(student, cfg.float_convs), calibration_grey)
+    for _, conv, bn in conv_bn_pairs(student.net)[cfg.float_convs :]:
         rounding = FoldedWeightRounding(bn, conv.groups > 1, cfg.weight_range)
         parametrize.register_parametrization(conv, "weight", rounding)
     return student
