@@ -145,7 +145,7 @@ def main() -> None:
             for stages in (0, 2, 4):
                 simulated = int8_simulation(model, rounded, calibration, cfg.float_convs, stages)
                 result[f"int8_simulation_float_stages_{stages}"] = fidelity(p32, probabilities(simulated, x), labels, classes)  # fmt: skip
-            if model.mask_head is not None:
+            if model.spec.mask_pooling:  # the attention from fp32, the rest int8
                 simulated = int8_simulation(model, rounded, calibration, cfg.float_convs)
                 p8 = with_fp32_attention(model, simulated, x)
                 result["int8_simulation_fp32_attention"] = fidelity(p32, p8, labels, classes)
