@@ -120,6 +120,9 @@ def main() -> None:
     calibration = calibration_sample(grey, parts["train"], cfg)
     rounded, _ = round_weights_for_int8(model, calibration, cfg)
     row = {"checkpoint": str(checkpoint), "seed": args.seed, "sigma": args.sigma, "measured_on": cpu_facts()}
+    simulations = {
+        stages: int8_simulation(model, rounded, calibration, cfg.float_convs, stages) for stages in (0, 2, 4)
+    }
     with tempfile.TemporaryDirectory() as scratch:
         fp32_onnx = export_fp32(model, Path(scratch) / "fp32.onnx")
         int8_onnx = int8_for_edge(
@@ -142,12 +145,10 @@ def main() -> None:
                 "flips": [n["flips"] for n in noisy],
                 "mean_abs_probability_error": [round(n["mean_abs_probability_error"], 5) for n in noisy],
             }
-            for stages in (0, 2, 4):
-                simulated = int8_simulation(model, rounded, calibration, cfg.float_convs, stages)
+            for stages, simulated in simulations.items():
                 result[f"int8_simulation_float_stages_{stages}"] = fidelity(p32, probabilities(simulated, x), labels, classes)  # fmt: skip
             if model.spec.mask_pooling:  # the attention from fp32, the rest int8
-                simulated = int8_simulation(model, rounded, calibration, cfg.float_convs)
-                p8 = with_fp32_attention(model, simulated, x)
+                p8 = with_fp32_attention(model, simulations[0], x)
                 result["int8_simulation_fp32_attention"] = fidelity(p32, p8, labels, classes)
             row[part] = result
             print(part, json.dumps(result), flush=True)

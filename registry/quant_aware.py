@@ -108,22 +108,18 @@ def activation_rounding_points(student: DefectClassifier, float_convs: int) -> l
 
 def round_activations(
     student: DefectClassifier, modules: list[nn.Module], calibration_grey: np.ndarray
-) -> list[torch.utils.hooks.RemovableHandle]:
+) -> None:
     """Round each module's output to uint8 with the min/max range it shows on the calibration
-    images, as the static int8 export does; returns the hooks, so a caller can take them off."""
+    images, as the static int8 export does (forward hooks on `student`)."""
     ranges = activation_ranges(student, modules, calibration_grey)
-    handles = []
     for module, (low, high) in zip(modules, ranges, strict=True):
         scale = max(high - low, 1e-8) / 255
         zero_point = int(round(-low / scale))
-        handles.append(
-            module.register_forward_hook(
-                lambda _m, _i, out, s=scale, z=zero_point: torch.fake_quantize_per_tensor_affine(
-                    out, s, z, 0, 255
-                )
+        module.register_forward_hook(
+            lambda _m, _i, out, s=scale, z=zero_point: torch.fake_quantize_per_tensor_affine(
+                out, s, z, 0, 255
             )
         )
-    return handles
 
 
 def simulated_int8(
