@@ -14,7 +14,7 @@ the grid itself (scales, the pair-safe bound) is the export's, unchanged, so the
 the latency are the same.
 
 The rounded copy is only the int8 file's source: each weight sits exactly on its grid point
-and `quantize_int8` is told each convolution's scales (`scales_by_weight`), so ONNX Runtime
+and `quantize_int8` is told each convolution's scales (its `weight_scales`), so ONNX Runtime
 stores exactly these integers. The fp32 export and every fp32 figure stay the original model's.
 """
 
