@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: pip takes these two wheels from this machine's disk (CUDA build, runs on CPU)
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[platform,dev]"
 	$(BIN)/python -m pip check
 	rm -f $(VENV)/.installed-* && touch $@
 

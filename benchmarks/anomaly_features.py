@@ -21,18 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from data_checks.config import SensorDeclaration
-from data_checks.sensor_data import load_signal, signal_files
-from training.anomaly.bearing import defect_frequencies
-from training.anomaly.config import FeatureConfig
-from training.anomaly.features import (
+from inputs.vibration.bearing import defect_frequencies
+from inputs.vibration.features import (
     ORDERS,
+    FeatureConfig,
     background_bins,
     band_edges,
     extract_features,
     frame,
     order_windows,
 )
+from inputs.vibration.signals import SensorDeclaration, load_signal, signal_files
 
 DATA = Path("data/cwru_bearings")
 OUT = Path("benchmarks/results/anomaly_features.json")

@@ -24,18 +24,19 @@ from rich.progress import track
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from flows.settings import apply_offline_defaults
+from core.settings import apply_offline_defaults
 
 apply_offline_defaults()
 
-from data_checks.config import SensorDeclaration, SensorRules  # noqa: E402
-from data_checks.sensor_gate import check_sensor_data  # noqa: E402
-from training.anomaly.config import AnomalyModelConfig, AnomalyTrainConfig  # noqa: E402
-from training.anomaly.dataset import AnomalyDataset, build_dataset, record_windows  # noqa: E402
-from training.anomaly.evaluate import evaluate_protocol  # noqa: E402
-from training.anomaly.explain import match_orders  # noqa: E402
-from training.anomaly.report import explanation_rows, group_rows, markdown, protocol_markdown  # noqa: E402
-from training.anomaly.train import train_anomaly_model  # noqa: E402
+from data_checks.vibration.config import SensorRules  # noqa: E402
+from data_checks.vibration.gate import check_sensor_data  # noqa: E402
+from inputs.vibration.explain import match_orders  # noqa: E402
+from inputs.vibration.signals import SensorDeclaration  # noqa: E402
+from training.vibration.config import AnomalyModelConfig, AnomalyTrainConfig  # noqa: E402
+from training.vibration.dataset import AnomalyDataset, build_dataset, record_windows  # noqa: E402
+from training.vibration.evaluate import evaluate_protocol  # noqa: E402
+from training.vibration.report import explanation_rows, group_rows, markdown, protocol_markdown  # noqa: E402
+from training.vibration.train import train_anomaly_model  # noqa: E402
 
 DATA = Path("data/cwru_bearings")
 OUT = Path("benchmarks/results")

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from data_checks.config import ChecksConfig
-from data_checks.duplicates import find_duplicates
-from data_checks.gate import check_image_dataset
-from data_checks.image_properties import compute_image_properties
-from data_checks.manifest import FRAME_NAME, frame_cluster_groups, load_dataset
-from data_checks.mislabels import rank_label_issues
-from flows.settings import apply_offline_defaults
-from training.embeddings import cached_embeddings, out_of_fold_proba
+from core.settings import apply_offline_defaults
+from data_checks.images.config import ChecksConfig
+from data_checks.images.duplicates import find_duplicates
+from data_checks.images.gate import check_image_dataset
+from data_checks.images.manifest import FRAME_NAME, frame_cluster_groups, load_dataset
+from data_checks.images.mislabels import rank_label_issues
+from data_checks.images.properties import compute_image_properties
+from training.images.embeddings import cached_embeddings, out_of_fold_proba
 
 DATA = Path("data/magnetic_tiles")
 

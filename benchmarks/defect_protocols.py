@@ -10,7 +10,7 @@
                                                                           fold models (no training)
 
 Each run appends one JSON line (config, per-fold metrics, mean and spread) to --out, which
-BENCHMARKS.md summarises. Settings are chosen on validation parts inside the training folds;
+RESULTS.md summarises. Settings are chosen on validation parts inside the training folds;
 the test folds are only scored.
 """
 
@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_checks.manifest import load_dataset
-from flows.config import DefectJobConfig, load_config
-from flows.settings import apply_offline_defaults
-from training.checkpoint import load_model
-from training.evaluate import EvalResult, evaluate_split, predict_proba, score_probabilities
-from training.fit import fit
-from training.model import make_spec
-from training.split import Split, grouped_holdout, grouped_kfold, lighting_shift
-from training.train import training_data
+from core.config import load_config
+from core.settings import apply_offline_defaults
+from data_checks.images.manifest import load_dataset
+from flows.images.config import DefectJobConfig
+from training.images.checkpoint import load_model
+from training.images.data import training_data
+from training.images.evaluate import EvalResult, evaluate_split, predict_proba, score_probabilities
+from training.images.fit import fit
+from training.images.model import make_spec
+from training.images.split import Split, grouped_holdout, grouped_kfold, lighting_shift
 
 DATA = Path("data/magnetic_tiles")
 TRAIN_LIGHTING, TEST_LIGHTING = {"exp1", "exp2", "exp3"}, {"exp4", "exp5", "exp6"}
@@ -135,8 +136,8 @@ def ensemble_fold(
     data = training_data(manifest, classes, cfg.model.image_size, CACHE)
     models = [load_model(member / "best.pt")[0] for member in members]
     cpu = torch.device("cpu")
-    val = np.mean([predict_proba(m, data.images[split.val], cpu, tta=cfg.eval.tta) for m in models], 0)
-    test = np.mean([predict_proba(m, data.images[split.test], cpu, tta=cfg.eval.tta) for m in models], 0)
+    val = np.mean([predict_proba(m, data.images[split.val], cpu) for m in models], 0)
+    test = np.mean([predict_proba(m, data.images[split.test], cpu) for m in models], 0)
     ev = score_probabilities(
         val, test, data.labels[split.val], data.labels[split.test], tuple(classes), cfg.eval, out
     )

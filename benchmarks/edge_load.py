@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from flows.settings import apply_offline_defaults
+from core.settings import apply_offline_defaults
 
 
 def latest_export() -> Path:
@@ -40,10 +40,10 @@ def prepare_store(root: Path, onnx_path: Path, devices: int) -> tuple[str, list[
     import onnx
     from mlflow.models import infer_signature
 
-    from registry.edge.devices import DeviceStore
-    from registry.edge.signing import load_or_create_key, public_pem
+    from core.signing import load_or_create_key, public_pem
+    from edge.devices import DeviceStore
+    from export.images.onnx import read_card
     from registry.lifecycle import promote
-    from registry.onnx_export import read_card
     from registry.tracking import TrackingConfig, configure
 
     uri = f"sqlite:///{root}/mlflow.db"
@@ -68,7 +68,7 @@ def prepare_store(root: Path, onnx_path: Path, devices: int) -> tuple[str, list[
 
 
 def pull_all(url: str, tokens: list[str], public: bytes, root: Path) -> dict:
-    from registry.edge.client import EdgeClient
+    from device.client import EdgeClient
 
     def one(i_token):
         i, token = i_token
@@ -134,7 +134,7 @@ def main() -> None:
         root = Path(scratch)
         uri, tokens, public = prepare_store(root, onnx_path, args.devices)
         server = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "edge", "serve", "--port", str(args.port), "--state", str(root / "edge"), "--tracking-uri", uri],
+            [sys.executable, "-m", "flows.cli.main", "edge", "serve", "--port", str(args.port), "--state", str(root / "edge"), "--tracking-uri", uri],
             env=os.environ | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         url = f"http://127.0.0.1:{args.port}"

@@ -61,7 +61,7 @@ throughput | measure)
     phase kfold-gpu-320-long 300 python3 -m benchmarks.defect_protocols kfold --name gpu-320-long \
       --set model.image_size=320 --set fit.epochs=30 --set fit.early_stopping_patience=8 \
       --out "$OUT/defect_protocols.jsonl"
-    # the shipped defaults on the GPU: same folds as the CPU rows in BENCHMARKS.md
+    # the shipped defaults on the GPU: same folds as the CPU rows in RESULTS.md
     phase kfold-gpu-default 120 python3 -m benchmarks.defect_protocols kfold --name gpu-default \
       --out "$OUT/defect_protocols.jsonl"
   fi

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from data_checks.image_properties import compute_image_properties
-from data_checks.manifest import load_dataset
-from flows.settings import apply_offline_defaults
-from training.embeddings import cached_embeddings, linear_probe
-from training.metrics import macro_f1
-from training.split import grouped_kfold
+from core.settings import apply_offline_defaults
+from data_checks.images.manifest import load_dataset
+from data_checks.images.properties import compute_image_properties
+from training.images.embeddings import cached_embeddings, linear_probe
+from training.images.metrics import macro_f1
+from training.images.split import grouped_kfold
 
 DATA, CACHE = Path("data/magnetic_tiles"), Path(".shopfloor/cache")
 

@@ -20,18 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_checks.manifest import load_dataset
-from flows.settings import apply_offline_defaults
-from registry.config import ExportConfig
-from registry.export import calibration_sample, int8_for_edge
-from registry.onnx_export import export_fp32, run_onnx, session
-from registry.onnx_runtime import cpu_facts
-from training.checkpoint import load_model
-from training.config import SplitConfig
-from training.metrics import macro_f1
-from training.model import ProbabilityModel
-from training.prepare import assign_split, read_split_manifest
-from training.train import split_indices, training_data
+from core.onnx_runtime import cpu_facts, run_batched, session
+from core.settings import apply_offline_defaults
+from data_checks.images.manifest import load_dataset
+from export.images.config import ExportConfig
+from export.images.onnx import export_fp32
+from export.images.stage import calibration_sample, int8_for_edge
+from training.images.checkpoint import load_model
+from training.images.config import SplitConfig
+from training.images.data import split_indices, training_data
+from training.images.metrics import macro_f1
+from training.images.model import ProbabilityModel
+from training.images.prepare import assign_split, read_split_manifest
 
 
 def latest_checkpoint() -> Path:
@@ -87,14 +87,12 @@ def main() -> None:
     model, data, parts, grey = demo_images(checkpoint)
     classes = list(model.spec.classes)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
-    # The shipped settings (chosen by benchmarks/int8_settings.py) unless --float-convs says otherwise.
+    # The shipped settings unless --float-convs says otherwise.
     export = ExportConfig(float_convs=args.float_convs)
     calibration = calibration_sample(grey, parts["train"], export)
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_fp32(model, Path(scratch) / "fp32.onnx")
-        int8 = int8_for_edge(
-            model, fp32, grey[parts["train"]], calibration, Path(scratch) / "int8.onnx", export
-        )
+        int8 = int8_for_edge(model, calibration, Path(scratch) / "int8.onnx", export)
         sessions = {"onnxruntime_fp32": session(fp32), "onnxruntime_int8": session(int8)}
         shipped = ProbabilityModel(model).eval()
         runners = {
@@ -117,14 +115,15 @@ def main() -> None:
                         np.median(this_round["onnxruntime_fp32"]) / np.median(this_round["onnxruntime_int8"])
                     )
                 )
-        p32, p8 = run_onnx(sessions["onnxruntime_fp32"], test), run_onnx(sessions["onnxruntime_int8"], test)
+        p32, p8 = (
+            run_batched(sessions["onnxruntime_fp32"], test),
+            run_batched(sessions["onnxruntime_int8"], test),
+        )
         sizes = {"onnx_fp32_bytes": fp32.stat().st_size, "onnx_int8_bytes": int8.stat().st_size}
     median = {k: float(np.median(v)) for k, v in times.items()}
     result = {
         "checkpoint": str(checkpoint), "measured_on": cpu_facts(), "image_size": model.spec.image_size, "threads": 2, "test_images": len(test),
-        "float_convs": export.float_convs, "calibration": export.calibration_method, "weight_range": export.weight_range,
-        "quant_aware_epochs": export.quant_aware_epochs, "weight_rounding": export.weight_rounding,
-        "equalize_alpha": export.equalize_alpha,
+        "float_convs": export.float_convs, "calibration": "minmax", "weight_range": "pair-safe", "weight_rounding": "gptq",
         "median_ms": median, "p95_ms": {k: float(np.percentile(v, 95)) for k, v in times.items()},
         "speedup_vs_pytorch_eager": {k: median["pytorch_fp32_eager"] / v for k, v in median.items()},
         "int8_speedup_vs_ort_fp32": median["onnxruntime_fp32"] / median["onnxruntime_int8"],

@@ -1,9 +1,9 @@
 """Run every speed and quality benchmark in turn (what `make bench` does); results land in
-benchmarks/results/ and BENCHMARKS.md summarises them.
+benchmarks/results/ and RESULTS.md summarises them.
 
 The ONNX and edge benchmarks need a trained model: run `make demo` first. The defect protocols
 (5-fold CV, lighting shift) train many models and take hours on a 2-core CPU, so they are listed
-in BENCHMARKS.md with their commands instead of run here.
+in RESULTS.md with their commands instead of run here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ STEPS = [
     "benchmarks.data_checks_bench",
     "benchmarks.linear_probe",
     "benchmarks.train_throughput",
-    "benchmarks.int8_settings",
     "benchmarks.onnx_speed",
     "benchmarks.edge_load",
     "benchmarks.anomaly_features",

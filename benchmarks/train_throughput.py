@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_checks.manifest import load_dataset
-from flows.settings import apply_offline_defaults
-from training.backbones import create_backbone
-from training.config import AugmentConfig, FitConfig, ModelConfig
-from training.device import autocast, resolve_device
-from training.fit import fit
-from training.model import make_spec
-from training.train import training_data
+from core.settings import apply_offline_defaults
+from data_checks.images.manifest import load_dataset
+from training.images.backbones import create_backbone
+from training.images.config import AugmentConfig, FitConfig, ModelConfig
+from training.images.data import training_data
+from training.images.device import autocast, resolve_device
+from training.images.fit import fit
+from training.images.model import make_spec
 
 BATCH = 32
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from core.errors import DataCheckFailed
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Severity(StrEnum):
@@ -39,5 +43,14 @@ class Finding:
 
 def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:
     """Findings as a table, for CSV/MLflow logging and the CLI summary."""
+    import pandas as pd  # here, not at the top: devices screen sensor files without pandas
+
     rows = [asdict(f) | {"severity": str(f.severity)} for f in findings]
     return pd.DataFrame(rows, columns=["rule", "severity", "message", "path", "row"])
+
+
+def stop_message(message: str, findings: list[Finding], shown: int = 20) -> DataCheckFailed:
+    """The error that stops a run: `message`, then the first `shown` findings, one per line."""
+    lines = [f.describe() for f in findings[:shown]]
+    more = f"\n  ... and {len(findings) - shown} more" if len(findings) > shown else ""
+    return DataCheckFailed(f"{message}:\n  " + "\n  ".join(lines) + more, findings)

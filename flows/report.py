@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 from rich.console import Console
@@ -31,3 +32,35 @@ def print_findings(findings: list[Finding], title: str = "Data checks") -> None:
         console.print(findings_table(findings, title))
     else:
         console.print(f"{title}: all rules passed")
+
+
+class _NoTracebackOnConsole:
+    """Logging filter: keep the message, drop the traceback (unless SHOPFLOOR_DEBUG is set).
+
+    Prefect logs a failed task with its traceback. The Prefect API handler runs first and keeps
+    the full record for the Prefect UI; the terminal shows one line, and the CLI adds what to do.
+    """
+
+    def filter(self, record) -> bool:
+        if record.exc_info and not os.environ.get("SHOPFLOOR_DEBUG"):
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage().split(' - Retries are exhausted')[0]}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            if error is not None and str(error) not in record.msg:
+                record.msg += f": {error}"
+        return True
+
+
+def hide_console_tracebacks() -> None:
+    """Attach the filter to Prefect's console handler (Prefect configures logging on import)."""
+    import logging
+
+    import prefect  # noqa: F401  (sets up Prefect's logging handlers)
+
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+            isinstance(f, _NoTracebackOnConsole) for f in handler.filters
+        ):
+            handler.addFilter(_NoTracebackOnConsole())

@@ -8,11 +8,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from data_checks.errors import RegistryError
+from core.errors import RegistryError
+from registry.config import PromotionConfig
 from registry.gates import GateReport
+from registry.images import gate_version
 from registry.lifecycle import AliasEvent, actor_name, promote, require_version
-from registry.promotion import PromotionConfig
-from registry.release import gate_version
 
 EXPORT_METRICS = ("int8_macro_f1_drop", "export_top1_agreement", "onnx_int8_latency_ms_p95")
 

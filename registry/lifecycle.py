@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from data_checks.errors import RegistryError
+from core.errors import RegistryError
 
 EVENTS_EXPERIMENT = "shopfloor-registry-events"
 CANDIDATE, CHAMPION, PREVIOUS = "candidate", "champion", "previous-champion"
@@ -152,6 +152,15 @@ def promote(
         events.append(move_alias(client, model, PREVIOUS, old, actor, "promote", gate))
     events.append(move_alias(client, model, CHAMPION, version, actor, "promote", gate))
     return events
+
+
+def release(client: mlflow.MlflowClient, model: str, version: str, gate: dict, passed: bool,
+            auto_promote: bool, flow: str) -> bool:  # fmt: skip
+    """Promote a gated candidate when it passed and the flow may promote on its own; True when it did."""
+    promoted = passed and auto_promote
+    if promoted:
+        promote(client, model, version, actor_name(flow), gate)
+    return promoted
 
 
 def rollback(client: mlflow.MlflowClient, model: str, actor: str) -> list[AliasEvent]:

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from data_checks.annotators import annotator_agreement, fleiss_kappa
-from data_checks.duplicates import DuplicateConfig, find_duplicates, merge_groups
-from data_checks.image_properties import compute_image_properties
-from data_checks.manifest import load_dataset
-from data_checks.mislabels import label_issues, rank_label_issues
-from tests.conftest import TILES
+from data_checks.images.annotators import annotator_agreement, fleiss_kappa
+from data_checks.images.duplicates import DuplicateConfig, find_duplicates, merge_groups
+from data_checks.images.manifest import load_dataset
+from data_checks.images.mislabels import label_issues, rank_label_issues
+from data_checks.images.properties import compute_image_properties
+from tests.fixtures.data import TILES
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_pixel_groups_recover_the_tile_groups(shipped_tiles):
     manifest, table = shipped_tiles
     report = find_duplicates(table, DuplicateConfig())
     ari = adjusted_rand_score(manifest["group"], report.part_group)
-    assert ari > 0.7, ari  # measured 0.74 (BENCHMARKS.md); a random grouping scores ~0
+    assert ari > 0.7, ari  # measured 0.74 (RESULTS.md); a random grouping scores ~0
 
 
 def test_shipped_tiles_hold_one_photo_filed_under_two_labels(shipped_tiles):

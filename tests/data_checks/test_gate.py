@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from data_checks.errors import DataCheckFailed
-from data_checks.gate import ChecksConfig, check_image_dataset
-from tests.conftest import CLASSES
+from core.errors import DataCheckFailed
+from data_checks.images.gate import ChecksConfig, check_image_dataset
+from tests.fixtures.data import CLASSES
 
 
 def _first(folder: Path, k: int = 0) -> Path:

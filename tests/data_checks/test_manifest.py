@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data_checks.errors import DataError
-from data_checks.manifest import GroupBy, frame_cluster_groups, load_dataset
-from tests.conftest import CLASSES, TILES
+from core.errors import DataError
+from data_checks.images.manifest import GroupBy, frame_cluster_groups, load_dataset
+from tests.fixtures.data import CLASSES, TILES
 
 
 def test_frame_clusters_join_close_frames_across_classes():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_checks.image_properties import compute_image_properties
-from data_checks.manifest import load_dataset
-from data_checks.mislabels import rank_label_issues
-from tests.conftest import TILES
-from training.embeddings import cached_embeddings, out_of_fold_proba
+from data_checks.images.manifest import load_dataset
+from data_checks.images.mislabels import rank_label_issues
+from data_checks.images.properties import compute_image_properties
+from tests.fixtures.data import TILES
+from training.images.embeddings import cached_embeddings, out_of_fold_proba
 
 pytestmark = pytest.mark.slow
 

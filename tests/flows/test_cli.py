@@ -10,7 +10,7 @@ import sys
 
 def shopfloor(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "flows.cli.main", *args], capture_output=True, text=True, timeout=300
     )
 
 
@@ -44,11 +44,11 @@ def test_ui_serves_the_mlflow_store(tmp_path):
 
     import httpx
 
-    from tests.registry.edge_harness import free_port
+    from tests.fixtures.servers import free_port
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        [sys.executable, "-m", "flows.cli.main", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
@@ -66,3 +66,21 @@ def test_ui_serves_the_mlflow_store(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the whole group: mlflow ui runs uvicorn in a child
         proc.wait(timeout=20)
+
+
+def test_a_typo_in_a_name_fails_when_the_config_loads_before_any_data_is_read(tmp_path):
+    """Backbone, augmentation preset and device are checked with the config, listing the valid
+    choices; the data folder is real, so a slow data check would have started if they were not."""
+    from tests.fixtures.data import TILES
+
+    cases = {
+        "model.backbone=efficientnet_lite9": "'efficientnet_lite0'",
+        "augment.presets=[sensor, lightning]": "'lighting', 'sensor' or 'geometry-small'",
+        "fit.device=gpu": "auto, cpu, cuda or cuda:N",
+    }
+    for setting, choices in cases.items():
+        out = shopfloor("train", "defects", "--data", str(TILES), "--set", setting)
+        key = setting.split("=")[0]
+        assert out.returncode == 2, out.stderr
+        assert key in out.stderr and choices in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert "Data checks" not in out.stderr + out.stdout

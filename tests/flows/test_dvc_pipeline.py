@@ -13,7 +13,8 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import REPO, copy_tile_subset
+from tests.fixtures.data import REPO, copy_tile_subset
+from tests.test_layout import LAYERS
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def repro(tmp_path_factory):
     project = tmp_path_factory.mktemp("dvc") / "project"
     project.mkdir()
-    for name in ("dvc.yaml", ".dvcignore", "data_checks", "training", "registry", "flows"):
+    for name in ("dvc.yaml", ".dvcignore", *LAYERS):
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, project / name)
     copy_tile_subset(project / "data" / "magnetic_tiles", per_class=14)

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from data_checks.errors import RegistryError
+from core.errors import RegistryError
+from registry.config import PromotionConfig
+from registry.images import release
 from registry.lifecycle import (
     CANDIDATE,
     CHAMPION,
@@ -18,9 +20,7 @@ from registry.lifecycle import (
     reconcile,
     rollback,
 )
-from registry.promotion import PromotionConfig
-from registry.release import release
-from tests.registry.conftest import register_exports
+from tests.fixtures.models import register_exports
 
 pytestmark = pytest.mark.slow
 LENIENT = PromotionConfig(
@@ -132,7 +132,7 @@ def test_manual_approval_reruns_the_gate_and_override_needs_a_reason(exported_pa
 def test_registry_cli_lists_versions_and_history(exported_pair, registry_store):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from flows.cli.main import app
 
     reports, manifest = exported_pair
     cfg, client = registry_store

@@ -8,8 +8,8 @@ import timm
 import torch
 from skimage import data as skdata
 
-from data_checks.errors import ConfigError
-from training.backbones import create_backbone, lukemelas_to_timm_keys
+from core.errors import ConfigError
+from training.images.backbones import create_backbone, lukemelas_to_timm_keys
 
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 CUP_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_checks.manifest import load_dataset
-from tests.conftest import TILES
-from training.config import SplitConfig
-from training.metrics import choose_defect_threshold, classification_metrics, operating_point
-from training.split import grouped_holdout, grouped_kfold, lighting_shift
+from data_checks.images.manifest import load_dataset
+from tests.fixtures.data import TILES
+from training.images.config import SplitConfig
+from training.images.metrics import choose_defect_threshold, classification_metrics, operating_point
+from training.images.split import grouped_holdout, grouped_kfold, lighting_shift
 
 
 @pytest.fixture(scope="module")

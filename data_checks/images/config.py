@@ -1,0 +1,53 @@
+"""Typed settings of the image data checks: light to import (no GX, no image libraries), so the CLI
+validates a config in a fraction of a second before anything heavy loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from data_checks.findings import Severity
+from data_checks.images.manifest import GroupBy
+
+
+class ImageRules(BaseModel):
+    """Ranges an image must fall in; defaults are wide enough for real factory cameras."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_side: int = 32
+    max_side: int = 8192
+    min_aspect: float = 0.2
+    max_aspect: float = 5.0
+    channels: tuple[int, ...] = (1, 3)
+    modes: tuple[str, ...] = ("L", "RGB")
+    min_brightness: float = 10.0
+    max_brightness: float = 245.0
+    min_contrast: float = 2.0
+    min_blur: float = 10.0  # variance of the Laplacian; the magnetic tiles' sharpest-lit minimum is ~60
+    min_per_class: int = 10
+    severity: dict[str, Severity] = {}  # rule -> severity, overriding image_suite.DEFAULT_SEVERITY
+
+
+class DuplicateConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    view_distance: float = Field(0.02, gt=0, lt=2)  # 1 - correlation where the linkage tree is cut
+    copy_distance: float = Field(0.002, ge=0, lt=2)  # near-copy: thumbnails correlate >= 0.998 ...
+    copy_brightness: float = Field(4.0, ge=0)  # ... and mean grey levels within this: the same shot
+    max_images: int = Field(20000, ge=2)  # the distance matrix is N x N; beyond this, split the data
+
+
+class ChecksConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    classes: tuple[str, ...] | None = None  # the known class set; None = whatever folders exist
+    group_by: GroupBy = GroupBy.AUTO
+    frame_gap: int = Field(100, ge=1)
+    rules: ImageRules = ImageRules()
+    duplicates: DuplicateConfig = DuplicateConfig()
+    max_error_fraction: float = Field(0.05, ge=0, le=1)
+    stop_on_error: bool = True  # False: data-set level errors are logged and the flow goes on
+    quarantine_dir: Path = Path("quarantine")
+    cache_dir: Path = Path(".shopfloor/cache")

@@ -1,0 +1,48 @@
+"""The image classifier's card (core.card layout): classes, how to feed the file, the reject rule, and
+what held-out parts look like to the shipped file (the reference a drift monitor compares against)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.card import IMAGE_CLASSIFIER, new_card
+from export.images.onnx import INPUT, OPSET, OUTPUT
+from inputs.images import RESIZE
+from training.images.model import ModelSpec
+
+HISTOGRAM_EDGES = np.linspace(0.0, 1.0, 21)  # top-class probability and normalised entropy, 20 bins each
+
+
+def output_reference(proba: np.ndarray) -> dict:
+    """Class mix, top-class probability and entropy histograms of probabilities (N, C) on held-out images."""
+    top = proba.max(1)
+    entropy = -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(1) / np.log(proba.shape[1])
+    counts = np.bincount(proba.argmax(1), minlength=proba.shape[1])
+    return {
+        "images": len(proba),
+        "predicted_class_share": (counts / max(len(proba), 1)).tolist(),
+        "top_probability_histogram": np.histogram(top, HISTOGRAM_EDGES)[0].tolist(),
+        "entropy_histogram": np.histogram(entropy, HISTOGRAM_EDGES)[0].tolist(),
+        "histogram_edges": HISTOGRAM_EDGES.tolist(),
+    }
+
+
+def model_card(spec: ModelSpec, decision: dict, metrics: dict, lineage: dict, reference: dict) -> dict:
+    size, classes = spec.image_size, list(spec.classes)
+    return new_card(
+        IMAGE_CLASSIFIER,
+        model={"name": spec.backbone, "classes": classes, "mask_pooling": spec.mask_pooling},
+        input={"name": INPUT, "dtype": "float32", "shape": ["batch", 1, size, size],
+               "preprocessing": {"image_size": size, "resize": RESIZE, "normalisation": "inside the model",
+                                 "values": "8-bit grey levels 0..255 (colour images: convert to luminance)"}},
+        outputs=[{"name": OUTPUT, "shape": ["batch", len(classes)],
+                  "meaning": "class probabilities, in the order of model.classes"}],
+        decision=decision | {"rule": "reject the part when 1 - p(ok_class) >= defect_threshold; its defect class is the argmax"},
+        metrics=metrics,
+        reference=reference,
+        lineage=lineage,
+        export={"opset": OPSET,
+                "int8": "static QDQ, per-channel int8 weights on the pair-safe grid rounded by GPTQ (each layer's "
+                        "output on the calibration images moves least), uint8 activations calibrated by min/max on "
+                        "training images; preprocessing, the first convolutions and the head in float"},
+    )  # fmt: skip

@@ -1,0 +1,188 @@
+"""`shopfloor edge ...`: the model server and fleet commands, and the device-side commands.
+
+Server side (the platform): serve, enroll, revoke, rollout, status. Device side (a camera box or a
+sensor gateway with only `pip install ".[device]"`: no torch, MLflow or Prefect): pull, predict
+(images), score (sensor files). Every command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
+from flows.report import console
+
+app = typer.Typer(help="Edge delivery: the model server and the device client.", no_args_is_help=True)
+StateOption = Annotated[Path, typer.Option("--state", help="Edge server state: keys, devices, cache.")]
+DeviceRoot = Annotated[Path, typer.Option("--dest", help="The device's model folder.")]
+DEFAULT_DEVICE_ROOT = Path("device-models")
+
+
+def _settings(state: Path, tracking_uri: str = DEFAULT_TRACKING_URI):
+    from edge.server import EdgeSettings
+
+    return EdgeSettings(state_dir=state, tracking_uri=tracking_uri)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8600,
+    state: StateOption = DEFAULT_EDGE_STATE,
+    tracking_uri: Annotated[
+        str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI")
+    ] = DEFAULT_TRACKING_URI,
+) -> None:
+    """Serve the champion of every model to enrolled devices (see edge/server.py)."""
+    import uvicorn
+
+    from edge.server import create_app
+
+    settings = _settings(state, tracking_uri)
+    app_ = create_app(settings)
+    console.print(f"edge server on http://{host}:{port}; devices verify with {settings.public_key_path}")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def enroll(
+    device: str,
+    group: Annotated[
+        str, typer.Option(help="'canary' devices get a new champion first; 'all' after rollout.")
+    ] = "all",
+    state: StateOption = DEFAULT_EDGE_STATE,
+) -> None:
+    """Enrol a device: prints its token once (stored hashed) and where the public key is."""
+    from core.signing import load_or_create_key, public_pem
+    from edge.devices import DeviceStore
+
+    settings = _settings(state)
+    key = load_or_create_key(settings.key_path)
+    settings.public_key_path.write_bytes(public_pem(key))
+    token = DeviceStore(settings.devices_path).enroll(device, group)
+    console.print(
+        f"device {device} ({group})\n  token: {token}\n  public key: {settings.public_key_path}\nThe token is not stored in clear: copy it now."
+    )
+
+
+@app.command()
+def revoke(device: str, state: StateOption = DEFAULT_EDGE_STATE) -> None:
+    """Revoke a device's token: its next request gets 401."""
+    from edge.devices import DeviceStore
+
+    DeviceStore(_settings(state).devices_path).revoke(device)
+    console.print(f"revoked {device}")
+
+
+@app.command()
+def rollout(
+    model: str,
+    version: str,
+    stage: Annotated[str, typer.Option(help="'canary' or 'all'.")] = "all",
+    state: StateOption = DEFAULT_EDGE_STATE,
+) -> None:
+    """Move a champion's rollout from the canary group to all devices (or back)."""
+    from core.errors import ConfigError
+    from edge.devices import DeviceStore
+
+    if stage not in {"canary", "all"}:
+        raise ConfigError(f"--stage must be 'canary' or 'all', got {stage!r}")
+    DeviceStore(_settings(state).devices_path).set_rollout(model, version, stage)
+    console.print(f"{model} v{version}: rollout stage {stage}")
+
+
+@app.command()
+def status(state: StateOption = DEFAULT_EDGE_STATE) -> None:
+    """Devices, their group, the version they report running, and their last contact."""
+    from edge.devices import DeviceStore
+
+    table = Table(title="edge devices", title_justify="left")
+    for column in ("device", "group", "model", "running", "last contact", "status"):
+        table.add_column(column)
+    for d in DeviceStore(_settings(state).devices_path).devices():
+        seen = (
+            datetime.fromtimestamp(d.last_seen_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if d.last_seen_ms
+            else "never"
+        )
+        name = d.name + (" [red](revoked)[/red]" if d.revoked else "")
+        table.add_row(name, d.group, d.model or "-", d.running_version or "-", seen, d.last_status or "-")
+    console.print(table)
+
+
+# -- device side ---------------------------------------------------------------------------------
+@app.command()
+def pull(
+    model: str,
+    server: Annotated[str, typer.Option(help="Edge server URL.")],
+    token: Annotated[str, typer.Option(envvar="SHOPFLOOR_DEVICE_TOKEN", help="This device's token.")],
+    public_key: Annotated[Path, typer.Option(help="Server public key from enrolment.")],
+    dest: DeviceRoot = DEFAULT_DEVICE_ROOT,
+) -> None:
+    """Device side: fetch the assigned version, verify signature and sha256, install atomically."""
+    from device.client import EdgeClient
+
+    client = EdgeClient(server, token, public_key.read_bytes(), dest)
+    try:
+        result = client.pull(model)
+    finally:
+        client.close()
+    change = " (new)" if result.changed else " (unchanged)"
+    console.print(f"{model}: running version {result.version}{change} at {result.path}")
+
+
+def _installed(model: str, dest: Path) -> Path:
+    from device.client import installed_model
+
+    return installed_model(dest, model)
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    model: Annotated[str, typer.Option(help="Installed model name.")] = "defect-classifier",
+    dest: DeviceRoot = DEFAULT_DEVICE_ROOT,
+) -> None:
+    """Device side: classify images with the installed model (ONNX Runtime)."""
+    from device.images import predict_files
+
+    for v in predict_files(_installed(model, dest), [str(p) for p in images]):
+        decision = "" if v.reject is None else ("  REJECT" if v.reject else "  accept")
+        console.print(f"{v.path}: {v.label} ({v.probability:.2f}){decision}")
+
+
+@app.command()
+def score(
+    files: Annotated[
+        list[Path], typer.Argument(help="Sensor files (.npz, .csv with a <file>.json sidecar).")
+    ],
+    model: Annotated[str, typer.Option(help="Installed model name.")] = "bearing-anomaly",
+    dest: DeviceRoot = DEFAULT_DEVICE_ROOT,
+    rpm: Annotated[float | None, typer.Option(help="Shaft speed, when the file does not declare it.")] = None,
+    fs: Annotated[
+        float | None, typer.Option("--fs", help="Sample rate in Hz, when the file does not declare it.")
+    ] = None,
+    only_alarms: Annotated[
+        bool, typer.Option("--only-alarms", help="List alarmed and flagged windows only.")
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write every window as JSON here.")
+    ] = None,
+) -> None:
+    """Device side: score sensor files with the installed vibration model (ONNX Runtime)."""
+    from data_checks.vibration.config import SensorRules
+    from device.vibration import score_file
+    from flows.cli.vibration import print_score_report, write_score_json
+
+    path = _installed(model, dest)
+    reports = []
+    for file in files:
+        reports.append(score_file(file, path, SensorRules(), rpm, fs, None, f"{model} (installed)"))
+        print_score_report(reports[-1], only_alarms)
+    if json_out is not None:
+        write_score_json(reports, json_out)

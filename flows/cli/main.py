@@ -1,0 +1,154 @@
+"""The `shopfloor` command line: every command calls a flow or a stage function and prints the result.
+
+Errors the user can act on (bad data, bad config, unknown model) are printed as one clear
+message and exit code 2; a traceback only appears with SHOPFLOOR_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.errors import ShopfloorError
+from core.settings import DEFAULT_TRACKING_URI
+from flows.cli.edge import app as edge_app
+from flows.cli.options import ConfigOption, SetOption
+from flows.cli.registry import app as registry_app
+from flows.cli.vibration import score_app, train_anomaly
+from flows.report import console, hide_console_tracebacks, print_findings
+
+app = typer.Typer(
+    help="shopfloor: data gates, training, registry and edge delivery for factory AI.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+train_app = typer.Typer(
+    help="Train models (each run is logged to MLflow and registered).", no_args_is_help=True
+)
+check_app = typer.Typer(help="Run data checks without training.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Inspect and restore quarantined files.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(check_app, name="check")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(registry_app, name="registry")
+app.add_typer(edge_app, name="edge")
+app.add_typer(score_app, name="score")
+
+
+@train_app.command("defects")
+def train_defects(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="Class-per-folder image tree, or a CSV manifest path,label[,group]."
+        ),
+    ] = Path("data/magnetic_tiles"),
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue a killed run: its MLflow run id, or 'last'.")
+    ] = None,
+) -> None:
+    """Check the data, train a defect classifier on held-out-tile splits, evaluate, register."""
+    from core.config import load_config
+    from core.errors import DataError
+    from flows.images.config import DefectJobConfig
+
+    load_config(DefectJobConfig, config, set_)  # fail on a bad setting before Prefect starts
+    if not data.exists():
+        raise DataError(
+            f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
+        )
+    hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line
+    from flows.images.flow import train_defect_classifier
+
+    train_defect_classifier(str(data), str(config) if config else None, list(set_ or []), resume)
+
+
+train_app.command("anomaly")(train_anomaly)
+
+
+@check_app.command("images")
+def check_images(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Image folder or CSV manifest.")],
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    out: Annotated[Path, typer.Option(help="Where findings, manifest and Data Docs go.")] = Path(
+        "artifacts/checks"
+    ),
+) -> None:
+    """Run the image gate: GX suites, duplicates, label conflicts; quarantine failing files."""
+    from core.config import load_config
+    from data_checks.images.gate import check_image_dataset
+    from flows.images.config import DefectJobConfig
+
+    cfg = load_config(DefectJobConfig, config, set_)
+    checked = check_image_dataset(cfg.checks, data, out)
+    print_findings(checked.findings)
+    console.print(f"{checked.counts()}\nFindings: {checked.files['findings']}  Data Docs: {checked.docs_dir}")
+
+
+@quarantine_app.command("restore")
+def quarantine_restore(
+    folder: Annotated[Path, typer.Argument(help="Quarantine folder.")] = Path("quarantine"),
+) -> None:
+    """Move every quarantined file back to where it came from (after it was fixed or relabelled)."""
+    from data_checks.quarantine import restore
+
+    restored = restore(folder)
+    console.print(f"restored {len(restored)} file(s)" + "".join(f"\n  {p}" for p in restored))
+
+
+@app.command("ui")
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    tracking_uri: Annotated[str, typer.Option(help="The store the flows write to.")] = DEFAULT_TRACKING_URI,
+) -> None:
+    """Start the MLflow UI on the same store the flows use."""
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    console.print(f"MLflow UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(command))
+
+
+def run_guarded(typer_app: typer.Typer) -> None:
+    """Run a Typer app; user-facing errors become one message and exit code 2."""
+    try:
+        typer_app()
+    except ShopfloorError as err:
+        if os.environ.get("SHOPFLOOR_DEBUG"):
+            raise
+        console.print(f"[red]error:[/red] {err}", markup=True)
+        sys.exit(2)
+    except Exception as err:  # a bug, not a user error: still one line, with the way to see more
+        if os.environ.get("SHOPFLOOR_DEBUG"):
+            raise
+        console.print(
+            f"[red]unexpected error ({type(err).__name__}):[/red] {err}\nRe-run with SHOPFLOOR_DEBUG=1 to see the traceback, and please report it."
+        )
+        sys.exit(1)
+
+
+def main() -> None:
+    run_guarded(app)
+
+
+if __name__ == "__main__":
+    main()

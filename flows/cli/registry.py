@@ -1,0 +1,131 @@
+"""`shopfloor registry ...`: list versions, approve, roll back, and the alias history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from core.settings import DEFAULT_TRACKING_URI
+from flows.report import console
+
+app = typer.Typer(help="Model registry: approve for the edge, roll back, history.", no_args_is_help=True)
+TrackingOption = Annotated[
+    str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow store.")
+]
+DEFAULT_STORE = DEFAULT_TRACKING_URI
+
+
+def _client(tracking_uri: str):
+    from registry.tracking import TrackingConfig, configure
+
+    return configure(TrackingConfig(tracking_uri=tracking_uri))
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command("list")
+def list_versions(model: str, tracking_uri: TrackingOption = DEFAULT_STORE) -> None:
+    """Versions with their aliases, test macro-F1 and gate result."""
+    client = _client(tracking_uri)
+    aliases: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(model).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
+    table = Table(title=f"{model}", title_justify="left")
+    for column in ("version", "aliases", "created", "test macro-F1", "int8 macro-F1", "gate", "data (DVC)"):
+        table.add_column(column)
+    for v in sorted(client.search_model_versions(f"name='{model}'"), key=lambda v: int(v.version)):
+        gate = {"true": "[green]passed[/green]", "false": "[red]failed[/red]"}.get(
+            v.tags.get("gate_passed", ""), "-"
+        )
+        table.add_row(
+            str(v.version), ", ".join(aliases.get(str(v.version), [])), _when(v.creation_timestamp),
+            v.tags.get("test_macro_f1", "-"), v.tags.get("int8_macro_f1", "-"), gate, v.tags.get("dvc_data_version", "-")[:12],
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def approve(
+    model: str,
+    version: str,
+    override_gates: Annotated[
+        bool, typer.Option("--override-gates", help="Promote although a gate fails.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --override-gates).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML with a promotion section.")
+    ] = None,
+    tracking_uri: TrackingOption = DEFAULT_STORE,
+) -> None:
+    """Re-run the promotion gate on VERSION now and make it champion (approved for the edge)."""
+    from core.config import load_config
+    from core.errors import ConfigError
+    from flows.images.config import DefectJobConfig
+    from registry.approval import approve as approve_version
+
+    if override_gates and not reason:
+        raise ConfigError("--override-gates needs --reason '...': the history must say why")
+    _client(tracking_uri)
+    cfg = load_config(DefectJobConfig, config)
+    report, events = approve_version(cfg.promotion, model, version, reason if override_gates else None)
+    for check in report.checks:
+        console.print(
+            f"  {'[green]pass[/green]' if check.passed else '[red]FAIL[/red]'} {check.name}: {check.detail}"
+        )
+    console.print(
+        f"{model} version {version} is now champion"
+        + "".join(f"\n  {e.alias}: {e.from_version} -> {e.to_version}" for e in events)
+    )
+
+
+@app.command()
+def rollback(model: str, tracking_uri: TrackingOption = DEFAULT_STORE) -> None:
+    """Make previous-champion the champion again."""
+    from registry.lifecycle import actor_name
+    from registry.lifecycle import rollback as rollback_model
+
+    events = rollback_model(_client(tracking_uri), model, actor_name())
+    console.print(f"rolled back {model}: champion {events[0].from_version} -> {events[0].to_version}")
+
+
+@app.command()
+def history(
+    model: str,
+    at: Annotated[
+        str | None, typer.Option(help="ISO time, e.g. 2026-11-25T14:00: which version was champion then.")
+    ] = None,
+    tracking_uri: TrackingOption = DEFAULT_STORE,
+) -> None:
+    """Every alias move: when, by whom or which flow, from and to which version, gate result."""
+    from registry.lifecycle import champion_at, reconcile
+    from registry.lifecycle import history as alias_history
+
+    client = _client(tracking_uri)
+    reconcile(client, model)
+    events = alias_history(client, model)
+    table = Table(title=f"alias history of {model}", title_justify="left")
+    for column in ("when", "alias", "from", "to", "by", "action", "gate"):
+        table.add_column(column)
+    for e in events:
+        gate = (
+            "-"
+            if e.gate is None
+            else ("passed" if e.gate.get("passed") else "failed")
+            + (" (overridden)" if e.gate.get("override_reason") else "")
+        )
+        table.add_row(
+            _when(e.time_ms), e.alias, e.from_version or "-", e.to_version or "-", e.actor, e.action, gate
+        )
+    console.print(table)
+    if at:
+        moment = datetime.fromisoformat(at)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        console.print(
+            f"champion at {at}: version {champion_at(events, int(moment.timestamp() * 1000)) or 'none'}"
+        )

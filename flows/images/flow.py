@@ -1,0 +1,241 @@
+"""Prefect flow `train-defect-classifier`: checks -> split -> fine-tune -> evaluate -> export -> register -> gate.
+
+Each task is a thin wrapper around one stage function; the flow owns the MLflow run so that
+every task's output lands in the same place. A failing task fails the run (MLflow status
+FAILED) and registers nothing; `resume` reopens a killed run and continues from its last epoch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from core.config import load_config
+from core.errors import ConfigError
+from data_checks.images.gate import CheckedDataset, check_image_dataset
+from data_checks.versioning import dvc_data_version
+from export.images.stage import export_edge_models
+from flows.images.config import DefectJobConfig
+from flows.report import console, print_findings
+from registry import publish
+from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
+from registry.tracking import configure, git_commit
+from training.images.evaluate import evaluate_checkpoint
+from training.images.label_review import review_labels
+from training.images.prepare import assign_split
+from training.images.train import train_classifier
+
+FLOW_NAME = "train-defect-classifier"
+
+
+@dataclass(frozen=True)
+class DefectRunSummary:
+    run_id: str
+    model_name: str
+    model_version: str
+    test_macro_f1: float
+    test_balanced_accuracy: float
+    defect_recall: float | None
+    false_reject_rate: float | None
+    quarantined: int
+    tracking_uri: str
+    gate_passed: bool
+    promoted: bool
+    gate_failures: tuple[str, ...]
+
+
+@task(name="check-data", cache_policy=NO_CACHE)
+def check_data(cfg: DefectJobConfig, data: Path, out_dir: Path) -> CheckedDataset:
+    checked = check_image_dataset(cfg.checks, data, out_dir)
+    print_findings(checked.findings)
+    return checked
+
+
+@task(name="review-labels", cache_policy=NO_CACHE)
+def review(cfg: DefectJobConfig, checked: CheckedDataset, out_dir: Path):
+    return review_labels(
+        checked.manifest, checked.classes, out_dir, cfg.checks.cache_dir, cfg.review.html_items
+    )
+
+
+@task(name="split-by-part", cache_policy=NO_CACHE)
+def split(cfg: DefectJobConfig, checked: CheckedDataset, dataset_name: str):
+    return assign_split(checked.manifest, cfg.split, dataset_name)
+
+
+@task(name="fine-tune", cache_policy=NO_CACHE)
+def fine_tune(cfg: DefectJobConfig, manifest, classes: list[str], out_dir: Path, resume: bool):
+    def log_epoch(row: dict) -> None:
+        mlflow.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=row["epoch"])
+
+    return train_classifier(
+        manifest, classes, cfg.model, cfg.augment, cfg.fit, out_dir, cfg.checks.cache_dir, resume, log_epoch
+    )
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(cfg: DefectJobConfig, checkpoint: Path, manifest, classes: list[str], out_dir: Path):
+    return evaluate_checkpoint(checkpoint, manifest, classes, cfg.eval, out_dir, cfg.checks.cache_dir)
+
+
+@task(name="export-onnx", cache_policy=NO_CACHE)
+def export(
+    cfg: DefectJobConfig, model_path: Path, manifest, classes: list[str], out_dir: Path, lineage: dict
+):
+    report = export_edge_models(
+        model_path, manifest, classes, cfg.export, out_dir, cfg.checks.cache_dir, lineage
+    )
+    console.print(
+        f"ONNX: int8 {report.int8.size_bytes / 1e6:.1f} MB vs fp32 {report.fp32.size_bytes / 1e6:.1f} MB, "
+        f"top-1 agreement {report.top1_agreement:.3f}, p95 latency int8 {report.int8.latency_ms_p95:.1f} ms "
+        f"vs fp32 {report.fp32.latency_ms_p95:.1f} ms"
+    )
+    return report
+
+
+@task(name="log-and-register", cache_policy=NO_CACHE)
+def log_and_register(
+    cfg: DefectJobConfig,
+    checked: CheckedDataset,
+    label_review,
+    trained,
+    evaluation,
+    exported,
+    data_version: str,
+):
+    result, model_path = evaluation
+    mlflow.log_metrics(result.test.flat("test_") | result.val.flat("eval_val_"))
+    mlflow.log_metrics({f"data_{k}": float(v) for k, v in checked.counts().items()})
+    mlflow.log_metrics(exported.flat())
+    publish.log_files(
+        {"plots": result.plots["confusion_matrix"], "per_class": result.plots["per_class_metrics"]},
+        "evaluation",
+    )
+    publish.log_files({"preview": trained.augmentation_preview}, "augmentation")
+    publish.log_files(checked.files, "data_checks")
+    publish.log_directory(checked.docs_dir, "data_checks/data_docs")
+    if label_review is not None:
+        publish.log_files({"csv": label_review.csv, "html": label_review.html}, "data_checks/label_review")
+    if checked.quarantined:
+        mlflow.log_dict(
+            {"quarantined": [item.__dict__ for item in checked.quarantined]}, "data_checks/quarantined.json"
+        )
+    mlflow.log_dict(result.test.to_dict(), "evaluation/test_metrics.json")
+    log_pytorch_model(model_path, {"data_fingerprint": checked.fingerprint, "dvc_data_version": data_version})
+    model_uri = log_onnx_models(exported)  # the int8 file devices run is what gets registered
+    tags = {
+        "data_fingerprint": checked.fingerprint,
+        "dvc_data_version": data_version,
+        "git_commit": git_commit(),
+        "test_macro_f1": f"{result.test.macro_f1:.4f}",
+        "int8_macro_f1": f"{exported.int8.macro_f1:.4f}",
+        "flow": FLOW_NAME,
+    }
+    return publish.register(model_uri, cfg.tracking.model_name, tags)
+
+
+@task(name="gate-and-promote", cache_policy=NO_CACHE)
+def gate_and_promote(cfg: DefectJobConfig, version, exported, manifest):
+    frozen = log_frozen_set(manifest)
+    report, promoted = release(
+        cfg.promotion, version.name, version.version, exported.flat(), frozen, FLOW_NAME
+    )
+    mlflow.log_dict(report.to_dict(), "promotion/gate_report.json")
+    mlflow.set_tag("promoted_to_champion", str(promoted).lower())
+    return report, promoted
+
+
+def _start_run(resume: str | None, client) -> mlflow.ActiveRun:
+    if resume is None:
+        return mlflow.start_run()
+    if resume == "last":
+        runs = mlflow.search_runs(
+            filter_string="attributes.status != 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+            output_format="list",
+        )
+        if not runs:
+            raise ConfigError("--resume last: no unfinished run in this experiment to resume")
+        resume = runs[0].info.run_id
+    try:
+        client.get_run(resume)
+    except Exception as err:  # MlflowException for unknown ids
+        raise ConfigError(f"--resume {resume}: no such MLflow run in this tracking store") from err
+    return mlflow.start_run(run_id=resume)
+
+
+def dataset_of(manifest, source: str, name: str, digest: str):
+    """The manifest as an MLflow dataset: shown on the run page, with the fingerprint as digest."""
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": both are local paths
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.data.from_pandas(manifest, source=source, name=name, digest=digest)
+
+
+def _log_start(cfg: DefectJobConfig, data_path: Path, resumed: bool) -> None:
+    mlflow.set_tags({"git_commit": git_commit(), "data_source": str(data_path), "flow": FLOW_NAME})
+    if not resumed:
+        mlflow.log_params(publish.flatten("", cfg.model_dump(mode="json")))
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config/resolved_config.json")
+
+
+def _log_data(checked: CheckedDataset, data_path: Path) -> str:
+    """Tag the run with the data's fingerprint and DVC version, and show the manifest as its dataset."""
+    data_version = dvc_data_version(data_path)
+    mlflow.set_tags({"data_fingerprint": checked.fingerprint, "dvc_data_version": data_version})
+    dataset = dataset_of(checked.manifest, str(data_path.resolve()), data_path.name, checked.fingerprint[:32])
+    mlflow.log_input(dataset, context="training")
+    return data_version
+
+
+def _summary_text(summary: DefectRunSummary, gate_failures: list[str], int8_path: Path) -> str:
+    point = summary.defect_recall is not None
+    return (
+        f"\n[bold]Done.[/bold] Test macro-F1 on held-out tiles: {summary.test_macro_f1:.3f} "
+        f"(balanced accuracy {summary.test_balanced_accuracy:.3f})"
+        + (f"; defect recall {summary.defect_recall:.3f} at false-reject rate {summary.false_reject_rate:.3f}" if point else "")
+        + f"\nRegistered model: {summary.model_name} version {summary.model_version}, run {summary.run_id}"
+        + (" - promoted to champion" if summary.promoted else " - stays candidate: " + ("; ".join(gate_failures) or "auto_promote is off"))
+        + f"\nEdge model (int8 ONNX, what devices pull): {int8_path}"
+        + f"\nLook at it: shopfloor ui   (MLflow on {summary.tracking_uri})"
+    )  # fmt: skip
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def train_defect_classifier(
+    data: str, config: str | None = None, overrides: list[str] | None = None, resume: str | None = None
+) -> DefectRunSummary:
+    """Train, evaluate and register a defect classifier on the images under `data`."""
+    cfg: DefectJobConfig = load_config(DefectJobConfig, Path(config) if config else None, overrides)
+    client = configure(cfg.tracking)
+    data_path = Path(data)
+    with _start_run(resume, client) as run:
+        work = cfg.work_dir / run.info.run_id
+        _log_start(cfg, data_path, resume is not None)
+        checked = check_data(cfg, data_path, work / "checks")
+        data_version = _log_data(checked, data_path)
+        label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None
+        manifest = split(cfg, checked, data_path.name)
+        manifest.to_csv(work / "checks" / "manifest_split.csv", index=False)
+        trained = fine_tune(cfg, manifest, checked.classes, work / "train", resume is not None)
+        evaluation = evaluate(cfg, trained.fit.best_checkpoint, manifest, checked.classes, work / "evaluate")
+        result, model_path = evaluation
+        lineage = {"run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
+                   "dvc_data_version": data_version, "git_commit": git_commit()}  # fmt: skip
+        exported = export(cfg, model_path, manifest, checked.classes, work / "export", lineage)
+        version = log_and_register(cfg, checked, label_review, trained, evaluation, exported, data_version)
+        gate, promoted = gate_and_promote(cfg, version, exported, manifest)
+    point = result.test.operating_point
+    summary = DefectRunSummary(
+        run.info.run_id, version.name, version.version, result.test.macro_f1, result.test.balanced_accuracy,
+        point.defect_recall if point else None, point.false_reject_rate if point else None,
+        len(checked.quarantined), cfg.tracking.tracking_uri, gate_passed=gate.passed, promoted=promoted,
+        gate_failures=tuple(gate.failures()),
+    )  # fmt: skip
+    console.print(_summary_text(summary, gate.failures(), exported.int8_path))
+    return summary

@@ -1,0 +1,165 @@
+"""Prefect flow `retrain-anomaly-model`: checks -> features -> train -> evaluate -> MLflow log -> register
+-> ONNX export (with parity) -> gate -> promote.
+
+Each task is a thin wrapper around one stage function; the flow owns the MLflow run, so every
+task's output lands in the same place. The ONNX file is exported and verified before anything is
+registered, and `champion` moves only in the last task, after the gate passed: a failed run
+(MLflow status FAILED) registers nothing and never moves champion.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from core.config import load_config
+from data_checks.versioning import dvc_data_version
+from data_checks.vibration.gate import CheckedSensorData, check_sensor_data
+from export.vibration.stage import AnomalyExport, export_anomaly_model
+from flows.report import console, print_findings
+from flows.vibration.config import AnomalyJobConfig
+from inputs.vibration.features import FEATURE_SET
+from registry import publish
+from registry.tracking import configure, git_commit
+from registry.vibration import log_anomaly_model, release_anomaly
+from training.vibration.dataset import AnomalyDataset, build_dataset
+from training.vibration.evaluate import ProtocolReport, evaluate_protocol
+from training.vibration.plots import protocol_plots
+from training.vibration.report import protocol_markdown
+from training.vibration.train import AnomalyTrainResult, train_anomaly_model
+
+FLOW_NAME = "retrain-anomaly-model"
+
+
+@dataclass(frozen=True)
+class AnomalyRunSummary:
+    run_id: str
+    model_name: str
+    model_version: str
+    model: str
+    false_alarm_rate: float
+    auroc_all_faults: float
+    threshold: float
+    gate_passed: bool
+    promoted: bool
+    gate_failures: tuple[str, ...]
+    onnx_path: str
+
+
+@task(name="check-sensor-data", cache_policy=NO_CACHE)
+def check_data(cfg: AnomalyJobConfig, data: Path, out_dir: Path) -> CheckedSensorData:
+    checked = check_sensor_data(data, cfg.data.declared, cfg.data.rules, out_dir)
+    print_findings(checked.findings, "Sensor checks")
+    return checked
+
+
+@task(name="extract-features", cache_policy=NO_CACHE)
+def featurise(cfg: AnomalyJobConfig, checked: CheckedSensorData) -> AnomalyDataset:
+    return build_dataset(checked.records, cfg, cfg.data.normal_labels)
+
+
+@task(name="train-on-normal", cache_policy=NO_CACHE)
+def train(cfg: AnomalyJobConfig, dataset: AnomalyDataset) -> AnomalyTrainResult:
+    return train_anomaly_model(cfg, dataset)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(cfg: AnomalyJobConfig, trained: AnomalyTrainResult, dataset: AnomalyDataset, out_dir: Path):
+    report = evaluate_protocol(cfg, trained, dataset)
+    plots = protocol_plots(report, dataset, cfg.features, out_dir)
+    (out_dir / "protocol.md").write_text(protocol_markdown(report))
+    publish.write_json(out_dir / "protocol.json", report.to_dict())
+    return report, plots
+
+
+@task(name="export-onnx", cache_policy=NO_CACHE)
+def export(
+    cfg: AnomalyJobConfig,
+    trained,
+    dataset: AnomalyDataset,
+    report: ProtocolReport,
+    lineage: dict,
+    out_dir: Path,
+):
+    exported = export_anomaly_model(cfg, trained, dataset, report.flat(), lineage, cfg.export, out_dir)
+    console.print(
+        f"ONNX: {exported.path} ({exported.path.stat().st_size / 1e3:.0f} kB), parity max |diff| {exported.parity_max_abs:.2e}"
+    )
+    return exported
+
+
+def _metric_name(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", text).strip("_")
+
+
+@task(name="log-and-register", cache_policy=NO_CACHE)
+def log_and_register(cfg: AnomalyJobConfig, checked: CheckedSensorData, trained: AnomalyTrainResult,
+                     report: ProtocolReport, plots: dict, exported: AnomalyExport, eval_dir: Path, lineage: dict):  # fmt: skip
+    mlflow.log_metrics(report.flat() | {f"data_{k}": float(v) for k, v in checked.counts().items()})
+    mlflow.log_metrics({"export_parity_max_abs": exported.parity_max_abs, "fit_seconds": trained.fit_seconds,
+                        "threshold_margin_mads": trained.threshold.margin_mads, "min_peak_ratio": trained.min_peak_ratio})  # fmt: skip
+    for r in report.records:
+        key = _metric_name(f"{r.group}_{r.load}")
+        mlflow.log_metrics({f"auroc_{key}": r.auroc, f"detection_{key}": r.detection_rate})
+    publish.log_files(
+        plots | {"md": eval_dir / "protocol.md", "json": eval_dir / "protocol.json"}, "evaluation"
+    )
+    publish.log_files(checked.files, "data_checks")
+    publish.log_directory(checked.docs_dir, "data_checks/data_docs")
+    model_uri = log_anomaly_model(exported)
+    tags = {k: str(v) for k, v in lineage.items() if k != "run_id"} | {
+        "model": str(cfg.model.name), "false_alarm_rate": f"{report.false_alarm_rate:.4f}",
+        "auroc_all_faults": f"{report.auroc_all_faults:.4f}", "flow": FLOW_NAME,
+    }  # fmt: skip
+    return publish.register(model_uri, cfg.tracking.model_name, tags)
+
+
+@task(name="gate-and-promote", cache_policy=NO_CACHE)
+def gate_and_promote(cfg: AnomalyJobConfig, version, report: ProtocolReport):
+    gate, promoted = release_anomaly(cfg.promotion, version.name, version.version, report.flat(), FLOW_NAME)
+    mlflow.log_dict(gate.to_dict(), "promotion/gate_report.json")
+    mlflow.set_tag("promoted_to_champion", str(promoted).lower())
+    return gate, promoted
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def retrain_anomaly_model(
+    data: str, config: str | None = None, overrides: list[str] | None = None
+) -> AnomalyRunSummary:
+    """Check, featurise, train on normal windows, evaluate, export, register and gate an anomaly model."""
+    cfg: AnomalyJobConfig = load_config(AnomalyJobConfig, Path(config) if config else None, overrides)
+    configure(cfg.tracking)
+    data_path = Path(data)
+    with mlflow.start_run() as run:
+        work = cfg.work_dir / run.info.run_id
+        mlflow.set_tags({"git_commit": git_commit(), "data_source": str(data_path), "flow": FLOW_NAME})
+        mlflow.log_params(publish.flatten("", cfg.model_dump(mode="json")))
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config/resolved_config.json")
+        checked = check_data(cfg, data_path, work / "checks")
+        lineage = {"run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
+                   "dvc_data_version": dvc_data_version(data_path), "git_commit": git_commit(), "feature_set": FEATURE_SET}  # fmt: skip
+        mlflow.set_tags({k: v for k, v in lineage.items() if k != "run_id"})
+        dataset = featurise(cfg, checked)
+        trained = train(cfg, dataset)
+        report, plots = evaluate(cfg, trained, dataset, work / "evaluate")
+        exported = export(cfg, trained, dataset, report, lineage, work / "export")
+        version = log_and_register(cfg, checked, trained, report, plots, exported, work / "evaluate", lineage)
+        gate, promoted = gate_and_promote(cfg, version, report)
+    summary = AnomalyRunSummary(
+        run.info.run_id, version.name, version.version, str(cfg.model.name), report.false_alarm_rate,
+        report.auroc_all_faults, report.threshold, gate.passed, promoted, tuple(gate.failures()), str(exported.path),
+    )  # fmt: skip
+    console.print(
+        f"\n[bold]Done.[/bold] {cfg.model.name}: false-alarm rate on held-out normal {summary.false_alarm_rate:.4f}, "
+        f"AUROC over all fault windows {summary.auroc_all_faults:.4f}, threshold {summary.threshold:.4g}\n"
+        f"Registered model: {summary.model_name} version {summary.model_version}, run {summary.run_id}"
+        + (" - promoted to champion" if promoted else " - stays candidate: " + ("; ".join(gate.failures()) or "auto_promote is off"))
+        + f"\nScore a file: shopfloor score anomaly --model {summary.model_name}@{'champion' if promoted else 'candidate'} FILE"
+        + f"\nLook at it: shopfloor ui   (MLflow on {cfg.tracking.tracking_uri})"
+    )  # fmt: skip
+    return summary

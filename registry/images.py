@@ -1,0 +1,178 @@
+"""How an image classifier version is logged, judged and released: the int8 ONNX file that ships decides.
+
+Absolute gates (config): minimum macro-F1, minimum recall of every class, maximum int8 macro-F1
+drop against fp32, minimum int8/fp32 top-1 agreement, maximum p95 latency at batch 1 on the CPU.
+Relative gate: not worse than the current champion's shipped file on the same frozen
+evaluation set, both scored now, by the same code. `release` runs last in the flow and the DVC
+`register` stage, so a failed or killed run never moves `champion`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import infer_signature
+
+import core
+import data_checks
+import inputs
+import training
+from core.card import classes as card_classes
+from core.card import read_card
+from core.onnx_runtime import run_batched, session
+from inputs.images import load_batch
+from registry.artifacts import shipped_file
+from registry.config import PromotionConfig
+from registry.gates import GateCheck, GateReport, record_gate
+from registry.lifecycle import CHAMPION, alias_version, reconcile
+from registry.lifecycle import release as release_version
+from training.images.checkpoint import load_model
+from training.images.metrics import classification_metrics
+from training.images.model import ProbabilityModel
+
+PIP_REQUIREMENTS = ["torch==2.14.1", "timm==1.0.31", "numpy"]  # skip MLflow's slow inference
+
+
+def score_onnx(path: Path, frozen: pd.DataFrame) -> dict:
+    """Macro-F1 and per-class recall of an exported file on the frozen set, fed as its card says."""
+    card = read_card(path)
+    classes = card_classes(card)
+    grey = load_batch(frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"])
+    labels = np.array([classes.index(label) for label in frozen["label"]])
+    proba = run_batched(session(path), grey)
+    metrics = classification_metrics(labels, proba, tuple(classes))
+    return {"macro_f1": metrics.macro_f1, "recall": {c: v["recall"] for c, v in metrics.per_class.items()}}
+
+
+def _check(name: str, value: float, limit: float, higher_is_better: bool, unit: str = "") -> GateCheck:
+    passed = value >= limit if higher_is_better else value <= limit
+    sign = ">=" if higher_is_better else "<="
+    return GateCheck(name, value, limit, passed, f"{value:.3f}{unit} (needs {sign} {limit:.3f}{unit})")
+
+
+def judge(
+    cfg: PromotionConfig, candidate: Path, export_metrics: dict, frozen: pd.DataFrame, champion: Path | None
+) -> GateReport:
+    """Run every gate on the candidate's int8 file; `export_metrics` comes from ExportReport.flat()."""
+    scored = score_onnx(candidate, frozen)
+    report = GateReport()
+    report.checks.append(_check("int8_macro_f1", scored["macro_f1"], cfg.min_macro_f1, True))
+    worst_class, worst = min(scored["recall"].items(), key=lambda kv: kv[1])
+    report.checks.append(_check(f"min_class_recall ({worst_class})", worst, cfg.min_class_recall, True))
+    report.checks.append(
+        _check("int8_macro_f1_drop", export_metrics["int8_macro_f1_drop"], cfg.max_int8_macro_f1_drop, False)
+    )
+    report.checks.append(
+        _check("int8_top1_agreement", export_metrics["export_top1_agreement"], cfg.min_top1_agreement, True)
+    )
+    report.checks.append(
+        _check(
+            "int8_latency_p95",
+            export_metrics["onnx_int8_latency_ms_p95"],
+            cfg.max_latency_ms_p95,
+            False,
+            " ms",
+        )
+    )
+    if cfg.not_worse_than_champion:
+        if champion is None:
+            report.checks.append(GateCheck("not_worse_than_champion", None, None, True, "no champion yet"))
+        else:
+            theirs = score_onnx(champion, frozen)["macro_f1"]
+            report.checks.append(
+                _check("not_worse_than_champion", scored["macro_f1"], theirs - cfg.champion_tolerance, True)
+            )
+    return report
+
+
+def log_frozen_set(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest's test part (absolute paths, labels), logged so `approve` can re-run the gate later."""
+    frozen = manifest.loc[manifest["split"] == "test", ["path", "label"]].copy()
+    frozen["path"] = [str(Path(p).resolve()) for p in frozen["path"]]
+    mlflow.log_text(frozen.to_csv(index=False), "promotion/frozen_eval.csv")
+    return frozen
+
+
+def gate_version(
+    cfg: PromotionConfig, model: str, version: str, export_metrics: dict, frozen: pd.DataFrame
+) -> GateReport:
+    """Score `version` against the gates and the current champion; record the result on the version."""
+    client = mlflow.MlflowClient()
+    reconcile(client, model)
+    champion = alias_version(client, model, CHAMPION)
+    with tempfile.TemporaryDirectory() as scratch:
+        candidate = shipped_file(model, version, Path(scratch) / "candidate")
+        champion_file = (
+            shipped_file(model, champion, Path(scratch) / "champion")
+            if champion and champion != version
+            else None
+        )
+        report = judge(cfg, candidate, export_metrics, frozen, champion_file)
+    record_gate(client, model, version, report, gate_champion_compared=champion or "none")
+    return report
+
+
+def release(
+    cfg: PromotionConfig, model: str, version: str, export_metrics: dict, frozen: pd.DataFrame, flow: str
+) -> tuple[GateReport, bool]:
+    """Gate the candidate; promote it to champion when it passes and `auto_promote` is on."""
+    report = gate_version(cfg, model, version, export_metrics, frozen)
+    client = mlflow.MlflowClient()
+    return report, release_version(
+        client, model, version, report.to_dict(), report.passed, cfg.auto_promote, flow
+    )
+
+
+def log_pytorch_model(model_path: Path, metadata: dict) -> str:
+    """Log the classifier (softmax included) with signature and input example; returns its model URI."""
+    model, payload = load_model(model_path)
+    shipped = ProbabilityModel(model).eval()
+    size = model.spec.image_size
+    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)  # a mid-grey image
+    with torch.inference_mode():
+        output = shipped(torch.from_numpy(example)).numpy()
+    # Pickle, not pt2: pt2 traces the network and fixes the batch size of the example (1).
+    # `code_paths` ships the packages the pickle needs, so the model loads without shopfloor.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its generic pickle warning
+    info = mlflow.pytorch.log_model(
+        shipped,
+        name="pytorch-model",
+        signature=infer_signature(example, output),
+        input_example=example,
+        serialization_format="pickle",
+        code_paths=[str(Path(p.__file__).parent) for p in (core, inputs, data_checks, training)],
+        pip_requirements=PIP_REQUIREMENTS,
+        metadata={"spec": model.spec.to_dict(), "decision": payload.get("decision"), **metadata},
+    )
+    mlflow.log_artifact(str(model_path), "checkpoint")
+    return info.model_uri
+
+
+def log_onnx_models(report) -> str:
+    """Log fp32 and int8 ONNX as MLflow models with signature and card; returns the int8 model URI.
+
+    The int8 file is what edge devices run, so it is the model that gets registered.
+    """
+    import onnx
+
+    card = read_card(report.int8_path)
+    size = card["input"]["preprocessing"]["image_size"]
+    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)
+    signature = infer_signature(example, np.zeros((1, len(card_classes(card))), dtype=np.float32))
+    uris = {}
+    for name, path in (("onnx-fp32", report.fp32_path), ("edge-int8", report.int8_path)):
+        info = mlflow.onnx.log_model(
+            onnx.load(str(path)), name=name, signature=signature, input_example=example,
+            onnx_execution_providers=["CPUExecutionProvider"], metadata={"card": card},
+            save_as_external_data=False,  # one self-contained file: what the edge server streams
+            pip_requirements=["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"],
+        )  # fmt: skip
+        uris[name] = info.model_uri
+    mlflow.log_artifact(str(report.card_path), "export")
+    return uris["edge-int8"]

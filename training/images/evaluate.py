@@ -1,0 +1,124 @@
+"""Predict with a trained classifier and score it: metrics, operating point, plots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.images.checkpoint import load_model, save_checkpoint
+from training.images.config import EvalConfig
+from training.images.data import split_indices, training_data
+from training.images.device import autocast
+from training.images.metrics import (
+    ClassificationMetrics,
+    OperatingPoint,
+    choose_defect_threshold,
+    classification_metrics,
+    operating_point,
+)
+from training.images.model import DefectClassifier
+from training.images.plots import confusion_matrix_png, per_class_png
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: DefectClassifier, images: np.ndarray, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 images (N, S, S)."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        grey = torch.from_numpy(images[start : start + batch_size]).float()[:, None]  # (B, 1, S, S)
+        grey = grey.to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            proba = model(grey).float().softmax(1)
+        out.append(proba.cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(model.spec.classes)), np.float32)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    test: ClassificationMetrics
+    val: ClassificationMetrics
+    test_proba: np.ndarray
+    plots: dict[str, Path]
+
+
+def evaluate_split(
+    model: DefectClassifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    val_idx: np.ndarray,
+    test_idx: np.ndarray,
+    cfg: EvalConfig,
+    device: torch.device,
+    out_dir: Path,
+) -> EvalResult:
+    """Choose the reject threshold on validation, then score the untouched test part with it."""
+    val_proba = predict_proba(model, images[val_idx], device)
+    test_proba = predict_proba(model, images[test_idx], device)
+    return score_probabilities(
+        val_proba, test_proba, labels[val_idx], labels[test_idx], model.spec.classes, cfg, out_dir
+    )
+
+
+def score_probabilities(
+    val_proba: np.ndarray,
+    test_proba: np.ndarray,
+    val_labels: np.ndarray,
+    test_labels: np.ndarray,
+    classes: tuple[str, ...],
+    cfg: EvalConfig,
+    out_dir: Path,
+) -> EvalResult:
+    """`evaluate_split` from probabilities already computed (one model's, or several averaged)."""
+    val_point: OperatingPoint | None = None
+    test_point: OperatingPoint | None = None
+    if cfg.ok_class in classes:
+        ok = classes.index(cfg.ok_class)
+        val_point = choose_defect_threshold(val_labels, val_proba, ok, cfg.target_defect_recall)
+        test_point = operating_point(test_labels, test_proba, ok, val_point.threshold)
+    val = classification_metrics(val_labels, val_proba, classes, val_point)
+    test = classification_metrics(test_labels, test_proba, classes, test_point)
+    plots = {
+        "confusion_matrix": confusion_matrix_png(test, out_dir / "confusion_matrix.png"),
+        "per_class_metrics": per_class_png(test, out_dir / "per_class_metrics.png"),
+    }
+    return EvalResult(test, val, test_proba, plots)
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    manifest,
+    classes: list[str],
+    cfg: EvalConfig,
+    out_dir: Path,
+    cache_dir: Path | None = None,
+) -> tuple[EvalResult, Path]:
+    """Stage function: score `checkpoint` on the manifest's val/test parts and write `model.pt`.
+
+    `model.pt` is the checkpoint plus what serving needs to decide: the reject threshold and
+    the class it is relative to, and the metrics measured here, so the file describes itself.
+    """
+    model, payload = load_model(checkpoint)
+    data = training_data(manifest, classes, model.spec.image_size, cache_dir)
+    parts = split_indices(manifest)
+    result = evaluate_split(
+        model, data.images, data.labels, parts["val"], parts["test"], cfg, torch.device("cpu"), out_dir
+    )
+    point = result.val.operating_point
+    decision = {
+        "ok_class": cfg.ok_class,
+        "defect_threshold": point.threshold if point else None,
+    }
+    model_path = save_checkpoint(
+        out_dir / "model.pt",
+        model,
+        decision=decision,
+        metrics={"test": result.test.to_dict(), "val": result.val.to_dict()},
+        history=payload.get("history", []),
+    )
+    return result, model_path
