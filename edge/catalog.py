@@ -1,4 +1,4 @@
-"""Which file each device should run: the champion (or, mid-rollout, the stable version) and its bytes.
+"""Which file each device should run: the approved champion (or, mid-rollout, the stable version) and its bytes.
 
 The registry is asked at most every `ttl_s` seconds; downloaded artefacts are kept per version
 with their sha256 and size, and the signed manifest of a version is computed once. Any kind of
@@ -8,6 +8,7 @@ its card's summary (core.card), which tells the device how to feed the file.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import threading
@@ -21,11 +22,11 @@ from mlflow.exceptions import MlflowException
 
 from core.card import read_card, summary
 from core.signing import file_sha256, sign
-from edge.devices import Device, DeviceStore
-from registry.lifecycle import CHAMPION
+from edge.devices import ALL, CANARY, Device, DeviceStore
+from registry.lifecycle import CHAMPION, AliasEvent, approval_of, record_event
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-CANARY, ALL = "canary", "all"
+log = logging.getLogger("shopfloor.edge")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Catalog:
         self.client, self.devices, self.cache_dir = client, devices, cache_dir
         self.signing_key, self.key_id, self.ttl_s = signing_key, key_id, ttl_s
         self._aliases: dict[str, tuple[float, dict[str, str]]] = {}
+        self._approved: dict[tuple[str, str], tuple[float, bool]] = {}
         self._artifacts: dict[tuple[str, str], Artifact] = {}
         self._lock = threading.Lock()
 
@@ -66,10 +68,44 @@ class Catalog:
         self._aliases[model] = (time.monotonic(), found)
         return found
 
+    def approved(self, model: str, version: str) -> bool:
+        """Whether `version` has an approval record (registry.lifecycle.approval_of), cached for `ttl_s`."""
+        key = (model, version)
+        cached = self._approved.get(key)
+        if cached and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        try:
+            found = approval_of(self.client.get_model_version(model, version).tags) is not None
+        except MlflowException:
+            found = False
+        self._approved[key] = (time.monotonic(), found)
+        return found
+
+    def champion(self, model: str) -> str | None:
+        """The champion when it is approved. An alias moved outside shopfloor to a version without an
+        approval record is refused (recorded once, see `refuse`) and the last approved version this
+        server rolled out stays in service; None when there is none."""
+        champion = (self.aliases(model) or {}).get(CHAMPION)
+        if champion is None or self.approved(model, champion):
+            return champion
+        self.refuse(model, champion)
+        fallback = self.devices.latest_rollout(model)
+        return fallback if fallback and fallback != champion and self.approved(model, fallback) else None
+
+    def refuse(self, model: str, version: str) -> None:
+        """Log the refusal, keep it in the device database (`edge status`) and, the first time, in the
+        registry's history (`registry history`)."""
+        reason = "the champion alias points to a version without a passing gate or an approval record"
+        if self.devices.refuse(model, version, reason):
+            log.warning("refusing to serve %s v%s: %s; run `shopfloor registry approve %s %s` to accept it",
+                        model, version, reason, model, version)  # fmt: skip
+            event = AliasEvent(int(time.time() * 1000), model, CHAMPION, self.devices.latest_rollout(model), version,
+                               "edge-server", "edge-refused", {"passed": False, "reason": reason})  # fmt: skip
+            record_event(self.client, event)
+
     def assigned_version(self, model: str, device: Device) -> str | None:
-        """Canary devices get a new champion at once; the rest once it is rolled out to all."""
-        aliases = self.aliases(model)
-        champion = (aliases or {}).get(CHAMPION)
+        """Canary devices get a new approved champion at once; the rest once it is rolled out to all."""
+        champion = self.champion(model)
         if champion is None:
             return None
         stage = self.devices.rollout_stage(model, champion)
@@ -81,13 +117,12 @@ class Catalog:
         return self.devices.stable_version(model) or champion
 
     def servable(self, model: str, version: str, device: Device) -> bool:
-        """Any version this server has assigned (or that holds an alias) may be fetched.
-
-        A device that read the manifest just before a rollback still finishes its download of the
-        now-retired version (signed and verified, so safe) and moves back on its next pull.
-        """
-        aliases = self.aliases(model) or {}
-        return version in aliases.values() or self.devices.rollout_stage(model, version) is not None
+        """Only the version this device was assigned: the current assignment, or the one its last
+        manifest named (a device that read the manifest just before a rollback still finishes that
+        download, signed and verified, and moves back on its next pull). Approved either way."""
+        told = self.devices.assignment(device.name, model)
+        allowed = {self.assigned_version(model, device), told.assigned_version if told else None}
+        return version in allowed and self.approved(model, version)
 
     def artifact(self, model: str, version: str) -> Artifact:
         key = (model, version)

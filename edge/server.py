@@ -1,12 +1,18 @@
 """`shopfloor edge serve`: the HTTP service devices pull approved models from.
 
-  GET  /v1/models/{name}/manifest   signed manifest of the version this device should run
-  GET  /v1/models/{name}/artifact   the ONNX bytes (ETag = sha256, If-None-Match, Range)
-  POST /v1/devices/heartbeat        the device reports the version it runs
+  GET|HEAD /v1/models/{name}/manifest   signed manifest of the version this device should run
+  GET|HEAD /v1/models/{name}/artifact   the ONNX bytes (ETag = sha256, If-None-Match incl. *, Range)
+  POST     /v1/devices/heartbeat        the device reports the version it runs
 
-Every request needs `Authorization: Bearer <device token>`. Unknown models, bad names and
-foreign versions get a plain 4xx with a short reason and nothing about the server's files.
+Every request needs `Authorization: Bearer <device token>`. Before any of that, the guard
+(edge.guard) refuses a body above `max_body_bytes` without reading it and limits requests per
+address and per token. Unknown models, bad names and foreign versions get a plain 4xx with a short
+reason and nothing about the server's files; error bodies never echo the request.
+
+(No `from __future__ import annotations` here: FastAPI must evaluate the route annotations, which
+name the local `Authorized` dependency.)
 """
+
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +20,15 @@ from typing import Annotated
 
 import mlflow
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
 from core.signing import key_id, load_or_create_key, public_pem
 from edge.catalog import MODEL_NAME, Catalog
-from edge.devices import Device, DeviceStore
+from edge.devices import GROUPS, Device, DeviceStore
+from edge.guard import Guard, RateLimits
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,9 @@ class EdgeSettings:
     state_dir: Path = DEFAULT_EDGE_STATE  # keys, device database, artefact cache
     tracking_uri: str = DEFAULT_TRACKING_URI
     alias_ttl_s: float = 2.0
+    max_body_bytes: int = 16 * 1024  # a heartbeat is ~100 bytes; nothing a device sends is larger
+    limits: RateLimits = RateLimits()
+    groups: tuple[str, ...] = GROUPS
 
     @property
     def key_path(self) -> Path:
@@ -43,9 +54,12 @@ class EdgeSettings:
 
 
 class Heartbeat(BaseModel):
-    model: str
-    version: str | None = None
-    status: str = "ok"
+    """What a device may report: short, plain fields (no free text beyond `status`'s 200 characters)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(pattern=MODEL_NAME.pattern, max_length=100)
+    version: str | None = Field(None, pattern=r"^\d{1,12}$")
+    status: str = Field("ok", max_length=200, pattern=r"^[\x20-\x7e]*$")
 
 
 def open_catalog(settings: EdgeSettings) -> tuple[Catalog, DeviceStore]:
@@ -53,57 +67,67 @@ def open_catalog(settings: EdgeSettings) -> tuple[Catalog, DeviceStore]:
     key = load_or_create_key(settings.key_path)
     public = public_pem(key)
     settings.public_key_path.write_bytes(public)
-    devices = DeviceStore(settings.devices_path)
+    devices = DeviceStore(settings.devices_path, settings.groups)
     client = mlflow.MlflowClient(settings.tracking_uri)
     return Catalog(client, devices, settings.state_dir / "cache", key, key_id(public), settings.alias_ttl_s), devices
+
+
+def _plain_errors(app: FastAPI) -> None:
+    """Error bodies say what was wrong, never echo the request back, never show a traceback."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
+        where = ["/".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in err.errors()][:5]
+        return JSONResponse({"detail": f"invalid request: check {', '.join(where)}"}, status_code=422)
+
+
+def _etag_matches(request: Request, etag: str) -> bool:
+    wanted = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
+    return "*" in wanted or etag in wanted
 
 
 def create_app(settings: EdgeSettings) -> FastAPI:
     catalog, devices = open_catalog(settings)
     app = FastAPI(title="shopfloor edge", docs_url=None, redoc_url=None, openapi_url=None)
+    _plain_errors(app)
 
     def device(authorization: str | None = Header(default=None)) -> Device:
         if not authorization or not authorization.startswith("Bearer "):
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        found = devices.authenticate(authorization.removeprefix("Bearer ").strip())
+        found = devices.authenticate(authorization.removeprefix("Bearer ").strip()[:200])
         if found is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
         return found
 
     Authorized = Annotated[Device, Depends(device)]
 
-    def checked_name(name: str) -> str:
-        if not MODEL_NAME.fullmatch(name):
-            raise HTTPException(404, "no such model")
-        return name
-
-    @app.get("/v1/models/{name}/manifest")
-    def manifest(name: str, who: Authorized) -> JSONResponse:
-        version = catalog.assigned_version(checked_name(name), who)
+    def assigned(name: str, who: Device) -> str:
+        version = catalog.assigned_version(name, who) if MODEL_NAME.fullmatch(name) else None
         if version is None:
             raise HTTPException(404, "no such model, or no approved version yet")
-        devices.seen(who.name, model=name)
+        return version
+
+    @app.api_route("/v1/models/{name}/manifest", methods=["GET", "HEAD"])
+    def manifest(name: str, who: Authorized) -> JSONResponse:
+        version = assigned(name, who)
+        devices.assigned(who.name, name, version)
         return JSONResponse(catalog.artifact(name, version).manifest)
 
-    @app.get("/v1/models/{name}/artifact")
+    @app.api_route("/v1/models/{name}/artifact", methods=["GET", "HEAD"])
     def artifact(name: str, request: Request, who: Authorized, version: str | None = None) -> Response:
-        name = checked_name(name)
-        version = version or catalog.assigned_version(name, who)
-        if version is None or not version.isdigit() or not catalog.servable(name, version, who):
+        version = version or assigned(name, who)
+        if len(version) > 12 or not version.isdigit() or not catalog.servable(name, version, who):
             raise HTTPException(404, "no such model version for this device")
         item = catalog.artifact(name, version)
         etag = f'"{item.sha256}"'
-        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        if _etag_matches(request, etag):
             return Response(status_code=304, headers={"etag": etag})
-        return FileResponse(
-            item.path,
-            media_type="application/octet-stream",
-            headers={"etag": etag, "x-model-version": version},
-        )
+        headers = {"etag": etag, "x-model-version": version}
+        return FileResponse(item.path, media_type="application/octet-stream", headers=headers)
 
     @app.post("/v1/devices/heartbeat")
     def heartbeat(beat: Heartbeat, who: Authorized) -> dict:
-        devices.seen(who.name, checked_name(beat.model), beat.version, beat.status[:200])
+        devices.reported(who.name, beat.model, beat.version, beat.status)
         return {"ok": True}
 
-    return app
+    return Guard(app, settings.max_body_bytes, settings.limits)

@@ -25,7 +25,9 @@ import inputs
 import training
 from core.card import classes as card_classes
 from core.card import read_card
+from core.errors import RegistryError
 from core.onnx_runtime import run_batched, session
+from export.images.stage import batch1_latency_ms
 from inputs.images import load_batch
 from registry.artifacts import shipped_file
 from registry.config import PromotionConfig
@@ -33,10 +35,11 @@ from registry.gates import GateCheck, GateReport, record_gate
 from registry.lifecycle import CHAMPION, alias_version, reconcile
 from registry.lifecycle import release as release_version
 from training.images.checkpoint import load_model
-from training.images.metrics import classification_metrics
+from training.images.metrics import classification_metrics, macro_f1
 from training.images.model import ProbabilityModel
 
 PIP_REQUIREMENTS = ["torch==2.14.1", "timm==1.0.31", "numpy"]  # skip MLflow's slow inference
+FP32_TAG = "shopfloor.fp32_model_uri"  # run tag: the fp32 ONNX model logged beside the int8 one
 
 
 def score_onnx(path: Path, frozen: pd.DataFrame) -> dict:
@@ -99,23 +102,91 @@ def log_frozen_set(manifest: pd.DataFrame) -> pd.DataFrame:
     return frozen
 
 
-def gate_version(
-    cfg: PromotionConfig, model: str, version: str, export_metrics: dict, frozen: pd.DataFrame
-) -> GateReport:
-    """Score `version` against the gates and the current champion; record the result on the version."""
+def frozen_set_of(run_id: str) -> pd.DataFrame:
+    """The frozen evaluation set a version was gated on (logged with its run)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="promotion/frozen_eval.csv", dst_path=scratch
+            )
+        except Exception as err:  # MlflowException / OSError: the run predates frozen sets
+            raise RegistryError(
+                f"run {run_id} has no promotion/frozen_eval.csv to re-run the gate on"
+            ) from err
+        frozen = pd.read_csv(local)
+    missing = [p for p in frozen["path"] if not Path(p).exists()]
+    if missing:
+        raise RegistryError(
+            f"{len(missing)} frozen evaluation images are gone (e.g. {missing[0]}); restore the data to re-run the gate"
+        )
+    return frozen
+
+
+def fp32_reference(run_id: str, into: Path) -> Path | None:
+    """The fp32 file exported beside a run's int8 file: what int8 fidelity is measured against."""
+    uri = mlflow.MlflowClient().get_run(run_id).data.tags.get(FP32_TAG)
+    if not uri:
+        return None
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
+    return next(folder.rglob("*.onnx"), None)
+
+
+def measure_file(
+    candidate: Path, reference: Path | None, frozen: pd.DataFrame, runs: int = 50
+) -> dict[str, float]:
+    """The export measurements the gate reads, taken now on the file being judged: its batch-1 latency on
+    this CPU, and its agreement with and macro-F1 drop against the fp32 file of the same run."""
+    card = read_card(candidate)
+    classes = card_classes(card)
+    grey = load_batch(frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"])
+    labels = np.array([classes.index(label) for label in frozen["label"]])
+    sess = session(candidate)
+    proba = run_batched(sess, grey)
+    _, p95 = batch1_latency_ms(lambda x: sess.run(None, {card["input"]["name"]: x}), grey, runs)
+    if reference is None:
+        if card["export"].get("precision") != "fp32":
+            raise RegistryError(
+                f"{candidate.name} is {card['export'].get('precision')} and its run has no fp32 file to measure it against"
+            )
+        ref_proba = proba  # the file is its own reference
+    else:
+        ref_proba = run_batched(session(reference), grey)
+    drop = macro_f1(labels, ref_proba.argmax(1), len(classes)) - macro_f1(
+        labels, proba.argmax(1), len(classes)
+    )
+    agreement = float((ref_proba.argmax(1) == proba.argmax(1)).mean())
+    return {"int8_macro_f1_drop": drop, "export_top1_agreement": agreement, "onnx_int8_latency_ms_p95": p95}
+
+
+def _judge_version(cfg: PromotionConfig, model: str, version: str, candidate: Path, metrics: dict,
+                   frozen: pd.DataFrame, scratch: Path) -> GateReport:  # fmt: skip
+    """Judge a downloaded candidate against the gates and the current champion; record the verdict."""
     client = mlflow.MlflowClient()
     reconcile(client, model)
     champion = alias_version(client, model, CHAMPION)
-    with tempfile.TemporaryDirectory() as scratch:
-        candidate = shipped_file(model, version, Path(scratch) / "candidate")
-        champion_file = (
-            shipped_file(model, champion, Path(scratch) / "champion")
-            if champion and champion != version
-            else None
-        )
-        report = judge(cfg, candidate, export_metrics, frozen, champion_file)
+    compared = (
+        shipped_file(model, champion, scratch / "champion") if champion and champion != version else None
+    )
+    report = judge(cfg, candidate, metrics, frozen, compared)
     record_gate(client, model, version, report, gate_champion_compared=champion or "none")
     return report
+
+
+def gate_version(
+    cfg: PromotionConfig, model: str, version: str, export_metrics: dict, frozen: pd.DataFrame
+) -> GateReport:
+    """The flow's gate: `export_metrics` were measured at export on this very file (ExportReport.flat())."""
+    with tempfile.TemporaryDirectory() as scratch:
+        candidate = shipped_file(model, version, Path(scratch) / "candidate")
+        return _judge_version(cfg, model, version, candidate, export_metrics, frozen, Path(scratch))
+
+
+def gate_file(cfg: PromotionConfig, model: str, version: str, candidate: Path, run_id: str) -> GateReport:
+    """`registry approve`'s gate: every number measured now on the candidate file (never a run's metric)."""
+    frozen = frozen_set_of(run_id)
+    with tempfile.TemporaryDirectory() as scratch:
+        metrics = measure_file(candidate, fp32_reference(run_id, Path(scratch) / "fp32"), frozen)
+        return _judge_version(cfg, model, version, candidate, metrics, frozen, Path(scratch))
 
 
 def release(
@@ -175,4 +246,5 @@ def log_onnx_models(report) -> str:
         )  # fmt: skip
         uris[name] = info.model_uri
     mlflow.log_artifact(str(report.card_path), "export")
+    mlflow.set_tag(FP32_TAG, uris["onnx-fp32"])  # `registry approve` measures int8 fidelity against it
     return uris["edge-int8"]

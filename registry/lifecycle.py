@@ -5,6 +5,11 @@ when, who or which flow, from and to which version, gate results), so the histor
 same store as the models, SQLite or PostgreSQL alike. Moves made in the MLflow UI bypass shopfloor;
 `reconcile` notices them (the alias differs from the last recorded event) and records them as
 `ui-or-api` moves at the time they were noticed.
+
+Approval records say who let a version reach devices: its gate passed when shopfloor judged it
+(the flow or `registry approve`), or a named person approved it with a reason although a gate
+failed. The record is a tag on the model version (`shopfloor.approval`, shown in the MLflow UI);
+the edge server serves nothing without one.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import getpass
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -33,6 +38,43 @@ class AliasEvent:
     actor: str
     action: str
     gate: dict | None
+
+
+APPROVAL_TAG = "shopfloor.approval"
+
+
+@dataclass(frozen=True)
+class Approval:
+    by: str  # "flow:train-defect-classifier", "user:alice"
+    how: str  # "gate": it passed; "override": approved although a gate failed, with a reason
+    reason: str | None
+    time_ms: int
+
+
+def record_approval(
+    client, model: str, version: str, by: str, how: str, reason: str | None = None
+) -> Approval:
+    """Write the approval on the version (and its approver as a plain tag the UI lists)."""
+    if how == "override" and not (reason and reason.strip()):
+        raise RegistryError("an override needs a reason: the history must say why")
+    approval = Approval(by, how, reason, int(time.time() * 1000))
+    client.set_model_version_tag(model, version, APPROVAL_TAG, json.dumps(asdict(approval)))
+    client.set_model_version_tag(model, version, "approved_by", by)
+    return approval
+
+
+def approval_of(tags: dict[str, str]) -> Approval | None:
+    """The version's approval, or None. Versions gated before approval records existed count as
+    approved by their recorded gate (`gate_passed` = true)."""
+    raw = tags.get(APPROVAL_TAG)
+    if raw:
+        try:
+            return Approval(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
+    if tags.get("gate_passed") == "true":
+        return Approval("recorded gate", "gate", None, 0)
+    return None
 
 
 def alias_version(client: mlflow.MlflowClient, model: str, alias: str) -> str | None:

@@ -48,3 +48,35 @@ def git_commit(repo: Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty.strip() else sha
+
+
+def existing_store(tracking_uri: str) -> mlflow.MlflowClient:
+    """A client on a store that must exist already: commands that only read never create one.
+
+    (MLflow creates a SQLite file and its tables on first contact, and `set_experiment` creates an
+    experiment: neither may happen because someone typed `registry list` in the wrong folder.)
+    """
+    from core.errors import RegistryError
+
+    if tracking_uri.startswith("sqlite:///"):
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise RegistryError(
+                f"no tracking store at {path.resolve()}; run the command where `shopfloor train` ran, or pass --tracking-uri"
+            )
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.MlflowClient(tracking_uri)
+
+
+def approved_version(tracking_uri: str, model: str, version: str):
+    """The registered version, when it exists and has an approval record; RegistryError saying which is missing."""
+    from core.errors import RegistryError
+    from registry.lifecycle import approval_of, require_version
+
+    found = require_version(existing_store(tracking_uri), model, version)
+    if approval_of(found.tags) is None:
+        raise RegistryError(
+            f"{model} v{version} has no approval record (its gate failed or it was never judged); "
+            f"see `shopfloor registry approve {model} {version}`"
+        )
+    return found

@@ -8,16 +8,18 @@ moves `champion`, and the flow calls it last, so a failed or killed run never do
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow.models import infer_signature
 
+from core.card import read_card
 from export.vibration.onnx import INPUT
 from export.vibration.stage import AnomalyExport
 from registry.config import VibrationPromotionConfig
 from registry.gates import GateCheck, GateReport, record_gate
-from registry.lifecycle import reconcile, release
+from registry.lifecycle import actor_name, reconcile, record_approval, release
 
 PIP_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"]
 
@@ -67,4 +69,28 @@ def release_anomaly(
     reconcile(client, model)
     report = gate_anomaly(cfg, metrics)
     record_gate(client, model, version, report)
+    if report.passed:
+        record_approval(client, model, version, actor_name(flow), "gate")
     return report, release(client, model, version, report.to_dict(), report.passed, cfg.auto_promote, flow)
+
+
+def file_metrics(card: dict) -> dict[str, float]:
+    """The gate's numbers as the exported file itself scored them (export.vibration.stage); older cards
+    carry only the protocol's, which the parity check tied to the file."""
+    metrics = card["metrics"]
+    return {
+        "false_alarm_rate": metrics.get(
+            "onnx_false_alarm_rate", metrics.get("false_alarm_rate", float("nan"))
+        ),
+        "auroc_all_faults": metrics.get(
+            "onnx_auroc_all_faults", metrics.get("auroc_all_faults", float("nan"))
+        ),
+    }
+
+
+def gate_file(cfg: VibrationPromotionConfig, model: str, version: str, candidate: Path) -> GateReport:
+    """`registry approve`'s gate for a vibration model: the measurements the file carries, judged now."""
+    client = mlflow.MlflowClient()
+    report = gate_anomaly(cfg, file_metrics(read_card(candidate)))
+    record_gate(client, model, version, report)
+    return report

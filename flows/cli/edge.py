@@ -53,14 +53,15 @@ def serve(
 def enroll(
     device: str,
     group: Annotated[
-        str, typer.Option(help="'canary' devices get a new champion first; 'all' after rollout.")
+        str, typer.Option(help="'canary' devices get a new approved version first; 'all' after rollout.")
     ] = "all",
     state: StateOption = DEFAULT_EDGE_STATE,
 ) -> None:
-    """Enrol a device: prints its token once (stored hashed) and where the public key is."""
+    """Enrol a device (or re-enrol a revoked one): prints its token once (stored hashed) and the public key."""
     from core.signing import load_or_create_key, public_pem
-    from edge.devices import DeviceStore
+    from edge.devices import DeviceStore, check_device_name, check_group
 
+    check_device_name(device), check_group(group)  # before any file is written
     settings = _settings(state)
     key = load_or_create_key(settings.key_path)
     settings.public_key_path.write_bytes(public_pem(key))
@@ -85,34 +86,59 @@ def rollout(
     version: str,
     stage: Annotated[str, typer.Option(help="'canary' or 'all'.")] = "all",
     state: StateOption = DEFAULT_EDGE_STATE,
+    tracking_uri: Annotated[
+        str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI")
+    ] = DEFAULT_TRACKING_URI,
 ) -> None:
-    """Move a champion's rollout from the canary group to all devices (or back)."""
+    """Move an approved version's rollout from the canary group to all devices (or back)."""
     from core.errors import ConfigError
-    from edge.devices import DeviceStore
+    from edge.devices import GROUPS, DeviceStore
+    from registry.tracking import approved_version
 
-    if stage not in {"canary", "all"}:
+    if stage not in GROUPS:
         raise ConfigError(f"--stage must be 'canary' or 'all', got {stage!r}")
+    approved_version(tracking_uri, model, version)  # unknown, or not approved: exit 2 with the reason
     DeviceStore(_settings(state).devices_path).set_rollout(model, version, stage)
     console.print(f"{model} v{version}: rollout stage {stage}")
 
 
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else "never"
+
+
 @app.command()
 def status(state: StateOption = DEFAULT_EDGE_STATE) -> None:
-    """Devices, their group, the version they report running, and their last contact."""
+    """Devices with the version each should run and the one it reports; rollout stages; refused versions."""
     from edge.devices import DeviceStore
 
+    store = DeviceStore(_settings(state).devices_path)
+    runs = {}
+    for a in store.assignments():
+        runs.setdefault(a.device, []).append(a)
     table = Table(title="edge devices", title_justify="left")
-    for column in ("device", "group", "model", "running", "last contact", "status"):
+    for column in ("device", "group", "model", "assigned", "running", "last contact", "status"):
         table.add_column(column)
-    for d in DeviceStore(_settings(state).devices_path).devices():
-        seen = (
-            datetime.fromtimestamp(d.last_seen_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            if d.last_seen_ms
-            else "never"
-        )
+    for d in store.devices():
         name = d.name + (" [red](revoked)[/red]" if d.revoked else "")
-        table.add_row(name, d.group, d.model or "-", d.running_version or "-", seen, d.last_status or "-")
+        for a in runs.get(d.name) or [None]:
+            behind = (
+                a and a.running_version and a.assigned_version and a.running_version != a.assigned_version
+            )
+            running = (
+                (a.running_version or "-") + (" [yellow](behind)[/yellow]" if behind else "") if a else "-"
+            )
+            table.add_row(name, d.group, a.model if a else "-", (a.assigned_version or "-") if a else "-", running,
+                          _when(d.last_seen_ms), (a.status or "-") if a else "-")  # fmt: skip
     console.print(table)
+    stages = Table(title="rollouts", title_justify="left")
+    for column in ("model", "version", "stage", "since"):
+        stages.add_column(column)
+    for model, version, stage, since in store.rollouts():
+        stages.add_row(model, version, stage, _when(since))
+    console.print(stages)
+    for r in store.refusals():
+        console.print(f"[red]refused[/red] {r.model} v{r.version} ({r.count}x since {_when(r.first_ms)}): {r.reason}; "
+                      f"`shopfloor registry approve {r.model} {r.version}` accepts it")  # fmt: skip
 
 
 # -- device side ---------------------------------------------------------------------------------

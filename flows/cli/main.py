@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from core.errors import ShopfloorError
 from core.settings import DEFAULT_TRACKING_URI
@@ -22,7 +23,23 @@ from flows.cli.registry import app as registry_app
 from flows.cli.vibration import score_app, train_anomaly
 from flows.report import console, hide_console_tracebacks, print_findings
 
+
+class GuardedGroup(TyperGroup):
+    """The root command: an error the user can act on becomes one line and exit code 2, whether the
+    CLI runs from the shell (`main`) or from another program (Typer's test runner, a Prefect worker)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ShopfloorError as err:
+            if os.environ.get("SHOPFLOOR_DEBUG"):
+                raise
+            console.print(f"[red]error:[/red] {err}", markup=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=GuardedGroup,
     help="shopfloor: data gates, training, registry and edge delivery for factory AI.",
     no_args_is_help=True,
     add_completion=False,
@@ -129,7 +146,7 @@ def ui(
 
 
 def run_guarded(typer_app: typer.Typer) -> None:
-    """Run a Typer app; user-facing errors become one message and exit code 2."""
+    """Run a Typer app; user-facing errors become one message and exit code 2, a bug one line and 1."""
     try:
         typer_app()
     except ShopfloorError as err:

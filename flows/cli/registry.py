@@ -20,13 +20,44 @@ DEFAULT_STORE = DEFAULT_TRACKING_URI
 
 
 def _client(tracking_uri: str):
-    from registry.tracking import TrackingConfig, configure
+    """The existing store (commands here never create one), with the MLflow store's INFO lines quiet."""
+    import logging
 
-    return configure(TrackingConfig(tracking_uri=tracking_uri))
+    from registry.tracking import existing_store
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return existing_store(tracking_uri)
+
+
+def _model(client, model: str):
+    from mlflow.exceptions import MlflowException
+
+    from core.errors import RegistryError
+
+    try:
+        return client.get_registered_model(model)
+    except MlflowException:
+        known = sorted(m.name for m in client.search_registered_models(max_results=100))
+        raise RegistryError(
+            f"no registered model {model!r}; registered: {', '.join(known) or 'none yet'}"
+        ) from None
 
 
 def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _moment(at: str) -> datetime:
+    from core.errors import ConfigError
+
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise ConfigError(
+            f"--at {at!r}: give an ISO time such as 2026-11-25T14:00 (UTC unless it says otherwise)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @app.command("list")
@@ -34,10 +65,19 @@ def list_versions(model: str, tracking_uri: TrackingOption = DEFAULT_STORE) -> N
     """Versions with their aliases, test macro-F1 and gate result."""
     client = _client(tracking_uri)
     aliases: dict[str, list[str]] = {}
-    for alias, version in client.get_registered_model(model).aliases.items():
+    for alias, version in _model(client, model).aliases.items():
         aliases.setdefault(str(version), []).append(alias)
     table = Table(title=f"{model}", title_justify="left")
-    for column in ("version", "aliases", "created", "test macro-F1", "int8 macro-F1", "gate", "data (DVC)"):
+    for column in (
+        "version",
+        "aliases",
+        "created",
+        "test macro-F1",
+        "int8 macro-F1",
+        "gate",
+        "approved by",
+        "data (DVC)",
+    ):
         table.add_column(column)
     for v in sorted(client.search_model_versions(f"name='{model}'"), key=lambda v: int(v.version)):
         gate = {"true": "[green]passed[/green]", "false": "[red]failed[/red]"}.get(
@@ -45,7 +85,8 @@ def list_versions(model: str, tracking_uri: TrackingOption = DEFAULT_STORE) -> N
         )
         table.add_row(
             str(v.version), ", ".join(aliases.get(str(v.version), [])), _when(v.creation_timestamp),
-            v.tags.get("test_macro_f1", "-"), v.tags.get("int8_macro_f1", "-"), gate, v.tags.get("dvc_data_version", "-")[:12],
+            v.tags.get("test_macro_f1", "-"), v.tags.get("int8_macro_f1", "-"), gate, v.tags.get("approved_by", "-"),
+            v.tags.get("dvc_data_version", "-")[:12],
         )  # fmt: skip
     console.print(table)
 
@@ -63,17 +104,26 @@ def approve(
     ] = None,
     tracking_uri: TrackingOption = DEFAULT_STORE,
 ) -> None:
-    """Re-run the promotion gate on VERSION now and make it champion (approved for the edge)."""
+    """Judge VERSION's file now with its kind's gate and make it champion (approved for the edge).
+
+    A version moved to champion in the MLflow UI is refused by the edge server until approved here.
+    """
+    from core.card import IMAGE_CLASSIFIER
     from core.config import load_config
     from core.errors import ConfigError
     from flows.images.config import DefectJobConfig
+    from flows.vibration.config import AnomalyJobConfig
     from registry.approval import approve as approve_version
 
-    if override_gates and not reason:
+    if override_gates and not (reason and reason.strip()):
         raise ConfigError("--override-gates needs --reason '...': the history must say why")
+
+    def promotion_for(kind: str):
+        job = DefectJobConfig if kind == IMAGE_CLASSIFIER else AnomalyJobConfig
+        return load_config(job, config).promotion
+
     _client(tracking_uri)
-    cfg = load_config(DefectJobConfig, config)
-    report, events = approve_version(cfg.promotion, model, version, reason if override_gates else None)
+    report, events = approve_version(promotion_for, model, version, reason if override_gates else None)
     for check in report.checks:
         console.print(
             f"  {'[green]pass[/green]' if check.passed else '[red]FAIL[/red]'} {check.name}: {check.detail}"
@@ -106,7 +156,9 @@ def history(
     from registry.lifecycle import champion_at, reconcile
     from registry.lifecycle import history as alias_history
 
+    moment = _moment(at) if at else None  # a bad time fails before the store is touched
     client = _client(tracking_uri)
+    _model(client, model)
     reconcile(client, model)
     events = alias_history(client, model)
     table = Table(title=f"alias history of {model}", title_justify="left")
@@ -114,18 +166,15 @@ def history(
         table.add_column(column)
     for e in events:
         gate = (
-            "-"
-            if e.gate is None
-            else ("passed" if e.gate.get("passed") else "failed")
-            + (" (overridden)" if e.gate.get("override_reason") else "")
-        )
+            "-" if e.gate is None
+            else "refused by the edge server" if e.action == "edge-refused"
+            else ("passed" if e.gate.get("passed") else "failed") + (" (overridden)" if e.gate.get("override_reason") else "")
+        )  # fmt: skip
         table.add_row(
             _when(e.time_ms), e.alias, e.from_version or "-", e.to_version or "-", e.actor, e.action, gate
         )
     console.print(table)
-    if at:
-        moment = datetime.fromisoformat(at)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment is not None:
         console.print(
             f"champion at {at}: version {champion_at(events, int(moment.timestamp() * 1000)) or 'none'}"
         )

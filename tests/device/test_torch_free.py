@@ -23,7 +23,7 @@ from edge.server import EdgeSettings, create_app
 from flows.cli.main import app
 from registry.lifecycle import promote
 from tests.fixtures.data import CWRU, TILES
-from tests.fixtures.models import register_exports
+from tests.fixtures.models import approve_for_test, register_exports
 from tests.fixtures.servers import live_server
 
 pytestmark = pytest.mark.slow
@@ -62,6 +62,7 @@ def fleet(vibration_runs, exported_pair, tmp_path_factory):
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(f"{root}/tiles-for-devices")  # artifacts beside the store, not in the repository
     [version] = register_exports(exported_pair[0][:1], "tiles")
+    approve_for_test(mlflow.MlflowClient(), "tiles", version)
     promote(mlflow.MlflowClient(), "tiles", version, "test", None)
     device_dir = tmp_path_factory.mktemp("device")
     settings = EdgeSettings(state_dir=device_dir / "edge-server", tracking_uri=uri)

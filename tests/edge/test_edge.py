@@ -14,7 +14,7 @@ from device.client import EdgeClient, PullError
 from edge.devices import DeviceStore
 from edge.server import EdgeSettings, create_app
 from registry.lifecycle import promote, rollback
-from tests.fixtures.models import register_exports
+from tests.fixtures.models import approve_for_test, register_exports
 from tests.fixtures.servers import CuttingProxy, live_server
 
 pytestmark = pytest.mark.slow
@@ -27,6 +27,7 @@ def edge(exported_pair, registry_store, tmp_path):
     reports, _ = exported_pair
     cfg, client = registry_store
     v1, v2 = register_exports(reports)
+    approve_for_test(client, MODEL, v1, v2)
     promote(client, MODEL, v1, "user:test", None)
     settings = EdgeSettings(state_dir=tmp_path / "edge", tracking_uri=cfg.tracking_uri, alias_ttl_s=0.0)
     app = create_app(settings)
@@ -62,7 +63,8 @@ def test_pull_installs_a_verified_model_and_reports_it(edge):
     assert d.current(MODEL)["version"] == edge["v1"]
     assert d.pull(MODEL).changed is False  # same sha256: nothing downloaded
     [row] = [x for x in edge["store"].devices() if x.name == "press-1"]
-    assert row.running_version == edge["v1"] and row.last_seen_ms is not None
+    assert row.last_seen_ms is not None
+    assert edge["store"].assignment("press-1", MODEL).running_version == edge["v1"]
 
 
 def test_http_caching_and_ranges(edge):
@@ -184,8 +186,9 @@ def test_rollback_during_pulls_leaves_every_device_verified(edge):
 def test_status_lists_devices_and_versions(edge):
     d = device(edge, "press-8")
     d.pull(MODEL)
-    rows = {x.name: x for x in edge["store"].devices()}
-    assert rows["press-8"].running_version == edge["v1"] and rows["press-8"].model == MODEL
+    row = edge["store"].assignment("press-8", MODEL)
+    assert row.running_version == row.assigned_version == edge["v1"]
+    assert {x.name for x in edge["store"].devices()} >= {"press-8"}
     shutil.rmtree(edge["root"] / "devices", ignore_errors=True)
 
 

@@ -105,3 +105,31 @@ def test_failed_gate_and_failed_run_never_move_champion(runs):
     assert len(versions) == 2  # the broken run registered nothing
     failed = mlflow.search_runs(filter_string="attributes.status = 'FAILED'", output_format="list")
     assert len(failed) == 1
+
+
+def test_registry_approve_judges_a_vibration_model_with_its_own_gate(runs):
+    """Finding: `registry approve` applied the image gates to a vibration model ("no export
+    measurements (int8_macro_f1_drop...)")."""
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    first, second, _, root = runs
+    uri = ["--tracking-uri", f"sqlite:///{root}/mlflow.db"]
+    runner = CliRunner()
+    refused = runner.invoke(
+        app, ["registry", "approve", MODEL, second.model_version, *uri], env={"COLUMNS": "250"}
+    )
+    assert refused.exit_code == 2, refused.output
+    assert "vibration-anomaly promotion gate" in refused.output and "no fault records" in refused.output
+    assert "int8" not in refused.output
+    client = mlflow.MlflowClient()
+    assert "shopfloor.approval" not in client.get_model_version(MODEL, second.model_version).tags
+    assert (
+        client.get_model_version(MODEL, first.model_version).tags["approved_by"]
+        == "flow:retrain-anomaly-model"
+    )
+    card = mlflow.pyfunc.load_model(f"models:/{MODEL}/{first.model_version}").metadata.metadata["card"]
+    assert (
+        card["metrics"]["onnx_false_alarm_rate"] <= 0.05 and card["metrics"]["onnx_auroc_all_faults"] > 0.99
+    )

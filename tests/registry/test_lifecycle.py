@@ -117,13 +117,13 @@ def test_manual_approval_reruns_the_gate_and_override_needs_a_reason(exported_pa
     reports, manifest = exported_pair
     _, client = registry_store
     v1, v2 = register_exports(reports, manifest=manifest)
-    report, _ = approve(LENIENT, "tiles", v1)
+    report, _ = approve(lambda kind: LENIENT, "tiles", v1)
     assert report.passed and alias_version(client, "tiles", CHAMPION) == v1
     strict = LENIENT.model_copy(update={"min_macro_f1": 0.99})
-    with pytest.raises(RegistryError, match="fails the promotion gate"):
-        approve(strict, "tiles", v2)
+    with pytest.raises(RegistryError, match="fails the image-classifier promotion gate"):
+        approve(lambda kind: strict, "tiles", v2)
     assert alias_version(client, "tiles", CHAMPION) == v1
-    approve(strict, "tiles", v2, override_reason="line stopped, old model misses cracks")
+    approve(lambda kind: strict, "tiles", v2, override_reason="line stopped, old model misses cracks")
     assert alias_version(client, "tiles", CHAMPION) == v2
     last = [e for e in history(client, "tiles") if e.alias == CHAMPION][-1]
     assert last.gate["override_reason"].startswith("line stopped") and last.actor.startswith("user:")
@@ -139,7 +139,9 @@ def test_registry_cli_lists_versions_and_history(exported_pair, registry_store):
     v1, v2 = register_exports(reports, manifest=manifest)
     promote(client, "tiles", v1, "user:test", None)
     runner = CliRunner()
-    listed = runner.invoke(app, ["registry", "list", "tiles", "--tracking-uri", cfg.tracking_uri])
+    listed = runner.invoke(
+        app, ["registry", "list", "tiles", "--tracking-uri", cfg.tracking_uri], env={"COLUMNS": "250"}
+    )
     assert listed.exit_code == 0, listed.output
     assert "champion" in listed.output and "candidate" in listed.output
     shown = runner.invoke(
@@ -147,3 +149,54 @@ def test_registry_cli_lists_versions_and_history(exported_pair, registry_store):
     )
     assert shown.exit_code == 0, shown.output
     assert f"champion at 2999-01-01T00:00: version {v1}" in shown.output.replace("\n", " ")
+
+
+def test_read_only_commands_change_nothing(tmp_path, monkeypatch):
+    """Finding: `registry list nosuch-model` created mlflow.db and an experiment, then exited 1."""
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for args in (["registry", "list", "nosuch-model"], ["registry", "history", "nosuch-model"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "no tracking store" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no mlruns
+
+
+def test_unknown_models_and_times_are_one_line_errors(registry_store):
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    cfg, client = registry_store
+    experiments = len(client.search_experiments())
+    runner = CliRunner()
+    result = runner.invoke(app, ["registry", "list", "nosuch-model", "--tracking-uri", cfg.tracking_uri])
+    assert result.exit_code == 2 and "no registered model 'nosuch-model'" in result.output
+    assert len(client.search_experiments()) == experiments
+    at = runner.invoke(
+        app, ["registry", "history", "tiles", "--at", "yesterday", "--tracking-uri", cfg.tracking_uri]
+    )
+    assert at.exit_code == 2 and "give an ISO time" in at.output
+
+
+def test_approve_measures_the_file_it_judges(exported_pair, registry_store):
+    """Finding: `approve` re-used the run's int8 latency for the file it judged. The run now claims a
+    100 s latency; the file itself answers in milliseconds, and that is what the gate reads."""
+    from registry.approval import approve
+
+    reports, manifest = exported_pair
+    _, client = registry_store
+    [v1] = register_exports(reports[:1], manifest=manifest)
+    run_id = client.get_model_version("tiles", v1).run_id
+    client.log_metric(run_id, "onnx_int8_latency_ms_p95", 100_000.0)
+    report, _ = approve(lambda kind: LENIENT.model_copy(update={"max_latency_ms_p95": 1000}), "tiles", v1)
+    [latency] = [c for c in report.checks if c.name == "int8_latency_p95"]
+    assert latency.passed and latency.value < 1000
+    [agreement] = [c for c in report.checks if c.name == "int8_top1_agreement"]
+    assert agreement.value == pytest.approx(
+        reports[0].top1_agreement, abs=0.05
+    )  # against the run's fp32 file
