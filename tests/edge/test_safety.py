@@ -83,7 +83,7 @@ def test_a_champion_moved_in_the_mlflow_ui_to_a_failed_version_is_refused_until_
 
 def test_a_device_gets_only_the_version_assigned_to_it(gated):
     """A canary runs the new approved version; a line device may not fetch it by naming it."""
-    store, client = gated["store"], gated["client"]
+    store = gated["store"]
     canary = httpx.Client(
         base_url=gated["url"], headers={"Authorization": f"Bearer {store.enroll('cam-1', 'canary')}"}
     )
