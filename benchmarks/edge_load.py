@@ -40,17 +40,17 @@ def prepare_store(root: Path, onnx_path: Path, devices: int) -> tuple[str, list[
     import onnx
     from mlflow.models import infer_signature
 
+    from core.card import read_card
     from core.signing import load_or_create_key, public_pem
     from edge.devices import DeviceStore
-    from export.images.onnx import read_card
-    from registry.lifecycle import promote
+    from registry.lifecycle import promote, record_approval
     from registry.tracking import TrackingConfig, configure
 
     uri = f"sqlite:///{root}/mlflow.db"
     client = configure(
         TrackingConfig(tracking_uri=uri, experiment="edge-bench", model_name="defect-classifier")
     )
-    size = read_card(onnx_path)["input"]["image_size"]
+    size = read_card(onnx_path)["input"]["preprocessing"]["image_size"]
     example = np.zeros((1, 1, size, size), np.float32)
     with mlflow.start_run():
         info = mlflow.onnx.log_model(
@@ -59,8 +59,9 @@ def prepare_store(root: Path, onnx_path: Path, devices: int) -> tuple[str, list[
             signature=infer_signature(example),
             pip_requirements=["onnxruntime"],
         )
-    version = mlflow.register_model(info.model_uri, "defect-classifier").version
-    promote(client, "defect-classifier", str(version), "user:benchmark", None)
+    version = str(mlflow.register_model(info.model_uri, "defect-classifier").version)
+    record_approval(client, "defect-classifier", version, "user:benchmark", "override", "benchmark: no gate")
+    promote(client, "defect-classifier", version, "user:benchmark", None)
     key = load_or_create_key(root / "edge" / "keys" / "signing_key.pem")
     store = DeviceStore(root / "edge" / "devices.db")
     tokens = [store.enroll(f"press-{i:03d}") for i in range(devices)]
@@ -134,7 +135,8 @@ def main() -> None:
         root = Path(scratch)
         uri, tokens, public = prepare_store(root, onnx_path, args.devices)
         server = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli.main", "edge", "serve", "--port", str(args.port), "--state", str(root / "edge"), "--tracking-uri", uri],
+            [sys.executable, "-m", "flows.cli.main", "edge", "serve", "--port", str(args.port), "--state", str(root / "edge"),
+             "--tracking-uri", uri, "--rate-per-address", "100000"],  # every simulated device shares 127.0.0.1
             env=os.environ | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         url = f"http://127.0.0.1:{args.port}"

@@ -42,14 +42,15 @@ class Artifact:
 class Catalog:
     def __init__(
         self,
-        client: mlflow.MlflowClient,
+        tracking_uri: str,
         devices: DeviceStore,
         cache_dir: Path,
         signing_key,
         key_id: str,
         ttl_s: float = 2.0,
     ) -> None:
-        self.client, self.devices, self.cache_dir = client, devices, cache_dir
+        self.tracking_uri, self.devices, self.cache_dir = tracking_uri, devices, cache_dir
+        self.client = mlflow.MlflowClient(tracking_uri)
         self.signing_key, self.key_id, self.ttl_s = signing_key, key_id, ttl_s
         self._aliases: dict[str, tuple[float, dict[str, str]]] = {}
         self._approved: dict[tuple[str, str], tuple[float, bool]] = {}
@@ -140,7 +141,10 @@ class Catalog:
             staging = target.with_name(f".{version}.partial")
             shutil.rmtree(staging, ignore_errors=True)
             local = Path(
-                mlflow.artifacts.download_artifacts(f"models:/{model}/{version}", dst_path=str(staging))
+                mlflow.artifacts.download_artifacts(
+                    f"models:/{model}/{version}", dst_path=str(staging), tracking_uri=self.tracking_uri,
+                    registry_uri=self.tracking_uri,
+                )  # fmt: skip
             )
             target.mkdir(parents=True, exist_ok=True)
             shutil.move(str(next(local.rglob("*.onnx"))), path)

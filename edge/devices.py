@@ -78,7 +78,9 @@ def token_hash(token: str) -> str:
 
 def check_device_name(name: str) -> str:
     if not DEVICE_NAME.fullmatch(name):
-        raise ConfigError(f"device name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ConfigError(
+            f"device name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -135,10 +137,14 @@ class DeviceStore:
 
     def authenticate(self, token: str) -> Device | None:
         """The device holding `token`, or None when unknown or revoked."""
-        row = self._db().execute(
-            "SELECT name, device_group, revoked, enrolled_ms, last_seen_ms FROM devices WHERE token_hash = ? AND revoked = 0",
-            (token_hash(token),),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT name, device_group, revoked, enrolled_ms, last_seen_ms FROM devices WHERE token_hash = ? AND revoked = 0",
+                (token_hash(token),),
+            )
+            .fetchone()
+        )
         return Device(row[0], row[1], bool(row[2]), row[3], row[4]) if row else None
 
     def devices(self) -> list[Device]:
@@ -174,10 +180,14 @@ class DeviceStore:
         self._db().execute("UPDATE devices SET last_seen_ms = ? WHERE name = ?", (now, name))
 
     def assignment(self, name: str, model: str) -> Assignment | None:
-        row = self._db().execute(
-            "SELECT device, model, assigned_version, running_version, status FROM assignments WHERE device = ? AND model = ?",
-            (name, model),
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT device, model, assigned_version, running_version, status FROM assignments WHERE device = ? AND model = ?",
+                (name, model),
+            )
+            .fetchone()
+        )
         return Assignment(*row) if row else None
 
     def assignments(self) -> list[Assignment]:
@@ -188,7 +198,9 @@ class DeviceStore:
 
     # -- rollouts and refusals ------------------------------------------------------------------
     def rollout_stage(self, model: str, version: str) -> str | None:
-        row = self._db().execute("SELECT stage FROM rollouts WHERE model = ? AND version = ?", (model, version))
+        row = self._db().execute(
+            "SELECT stage FROM rollouts WHERE model = ? AND version = ?", (model, version)
+        )
         found = row.fetchone()
         return found[0] if found else None
 
@@ -201,20 +213,33 @@ class DeviceStore:
         )
 
     def rollouts(self) -> list[tuple[str, str, str, int]]:
-        return list(self._db().execute("SELECT model, version, stage, updated_ms FROM rollouts ORDER BY model, updated_ms"))
+        return list(
+            self._db().execute(
+                "SELECT model, version, stage, updated_ms FROM rollouts ORDER BY model, updated_ms"
+            )
+        )
 
     def stable_version(self, model: str) -> str | None:
         """The newest version rolled out to every device."""
-        row = self._db().execute(
-            "SELECT version FROM rollouts WHERE model = ? AND stage = 'all' ORDER BY updated_ms DESC LIMIT 1", (model,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT version FROM rollouts WHERE model = ? AND stage = 'all' ORDER BY updated_ms DESC LIMIT 1",
+                (model,),
+            )
+            .fetchone()
+        )
         return row[0] if row else None
 
     def latest_rollout(self, model: str) -> str | None:
         """The version this server rolled out last, at any stage: the last approved one it served."""
-        row = self._db().execute(
-            "SELECT version FROM rollouts WHERE model = ? ORDER BY updated_ms DESC LIMIT 1", (model,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                "SELECT version FROM rollouts WHERE model = ? ORDER BY updated_ms DESC LIMIT 1", (model,)
+            )
+            .fetchone()
+        )
         return row[0] if row else None
 
     def refuse(self, model: str, version: str, reason: str) -> bool:

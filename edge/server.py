@@ -13,12 +13,10 @@ reason and nothing about the server's files; error bodies never echo the request
 name the local `Authorized` dependency.)
 """
 
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import mlflow
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -29,6 +27,7 @@ from core.signing import key_id, load_or_create_key, public_pem
 from edge.catalog import MODEL_NAME, Catalog
 from edge.devices import GROUPS, Device, DeviceStore
 from edge.guard import Guard, RateLimits
+from registry.store import follow_moves
 
 
 @dataclass(frozen=True)
@@ -68,8 +67,9 @@ def open_catalog(settings: EdgeSettings) -> tuple[Catalog, DeviceStore]:
     public = public_pem(key)
     settings.public_key_path.write_bytes(public)
     devices = DeviceStore(settings.devices_path, settings.groups)
-    client = mlflow.MlflowClient(settings.tracking_uri)
-    return Catalog(client, devices, settings.state_dir / "cache", key, key_id(public), settings.alias_ttl_s), devices
+    follow_moves(settings.tracking_uri)
+    cache = settings.state_dir / "cache"
+    return Catalog(settings.tracking_uri, devices, cache, key, key_id(public), settings.alias_ttl_s), devices
 
 
 def _plain_errors(app: FastAPI) -> None:

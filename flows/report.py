@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -32,6 +33,17 @@ def print_findings(findings: list[Finding], title: str = "Data checks") -> None:
         console.print(findings_table(findings, title))
     else:
         console.print(f"{title}: all rules passed")
+
+
+def quarantine_summary(items: list, store) -> str:
+    """Where quarantined files went, in one or two lines."""
+    if not items:
+        return "Quarantine: nothing to set aside"
+    moved = sum(item.mode == "move" for item in items)
+    where = f"copies and reasons in {Path(items[0].kept_at).parent.parent}"
+    if moved:
+        return f"Quarantine: {moved} file(s) moved out of the data folder, {where}; `shopfloor quarantine restore {store}` puts them back"
+    return f"Quarantine: {len(items)} file(s) excluded from training (the data folder is unchanged), {where}"
 
 
 class _NoTracebackOnConsole:

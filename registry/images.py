@@ -34,6 +34,7 @@ from registry.config import PromotionConfig
 from registry.gates import GateCheck, GateReport, record_gate
 from registry.lifecycle import CHAMPION, alias_version, reconcile
 from registry.lifecycle import release as release_version
+from registry.store import from_store, relative_to_store
 from training.images.checkpoint import load_model
 from training.images.metrics import classification_metrics, macro_f1
 from training.images.model import ProbabilityModel
@@ -95,10 +96,14 @@ def judge(
 
 
 def log_frozen_set(manifest: pd.DataFrame) -> pd.DataFrame:
-    """The manifest's test part (absolute paths, labels), logged so `approve` can re-run the gate later."""
+    """The manifest's test part, logged so `approve` can re-run the gate later; paths relative to the
+    store's folder when the data lies inside it, so a moved project still finds its images."""
     frozen = manifest.loc[manifest["split"] == "test", ["path", "label"]].copy()
     frozen["path"] = [str(Path(p).resolve()) for p in frozen["path"]]
-    mlflow.log_text(frozen.to_csv(index=False), "promotion/frozen_eval.csv")
+    logged = frozen.assign(
+        path=[relative_to_store(Path(p), mlflow.get_tracking_uri()) for p in frozen["path"]]
+    )
+    mlflow.log_text(logged.to_csv(index=False), "promotion/frozen_eval.csv")
     return frozen
 
 
@@ -114,6 +119,7 @@ def frozen_set_of(run_id: str) -> pd.DataFrame:
                 f"run {run_id} has no promotion/frozen_eval.csv to re-run the gate on"
             ) from err
         frozen = pd.read_csv(local)
+    frozen["path"] = [str(from_store(p, mlflow.get_tracking_uri())) for p in frozen["path"]]
     missing = [p for p in frozen["path"] if not Path(p).exists()]
     if missing:
         raise RegistryError(

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from registry.config import TrackingConfig  # noqa: F401  (re-exported: the stage and its settings)
+from registry.store import follow_moves
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -25,6 +26,7 @@ def configure(cfg: TrackingConfig) -> mlflow.MlflowClient:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_experiment(cfg.experiment)
+    follow_moves(cfg.tracking_uri)  # after set_experiment: a new store has its tables now
     return mlflow.MlflowClient(cfg.tracking_uri)
 
 
@@ -64,6 +66,7 @@ def existing_store(tracking_uri: str) -> mlflow.MlflowClient:
             raise RegistryError(
                 f"no tracking store at {path.resolve()}; run the command where `shopfloor train` ran, or pass --tracking-uri"
             )
+    follow_moves(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.MlflowClient(tracking_uri)
 
@@ -80,3 +83,44 @@ def approved_version(tracking_uri: str, model: str, version: str):
             f"see `shopfloor registry approve {model} {version}`"
         )
     return found
+
+
+def process_tags() -> dict[str, str]:
+    """Which process runs a flow: lets a later run tell a crashed run from one still going."""
+    import socket
+
+    return {"shopfloor.host": socket.gethostname(), "shopfloor.pid": str(os.getpid())}
+
+
+def _owner_alive(tags: dict[str, str], started_ms: int) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(int(tags["shopfloor.pid"]))
+        return process.create_time() * 1000 <= started_ms + 1000  # not a new process that reused the pid
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def fail_abandoned_runs(
+    client: mlflow.MlflowClient, experiment_id: str, keep: str | None = None
+) -> list[str]:
+    """Mark FAILED the runs of this experiment left RUNNING by a process of this host that is gone
+    (killed, or its machine restarted): a run must never look like it is still going. `keep`: a
+    run about to be resumed. Runs of other hosts, or without a recorded process, are left alone."""
+    import socket
+
+    host, ended = socket.gethostname(), []
+    for run in client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    ):
+        tags = run.data.tags
+        if run.info.run_id == keep or tags.get("shopfloor.host") != host or "shopfloor.pid" not in tags:
+            continue
+        if not _owner_alive(tags, run.info.start_time):
+            client.set_tag(
+                run.info.run_id, "shopfloor.ended", "marked FAILED by a later run: its process had died"
+            )
+            client.set_terminated(run.info.run_id, status="FAILED")
+            ended.append(run.info.run_id)
+    return ended

@@ -4,6 +4,7 @@ validates a config in a fraction of a second before anything heavy loads."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,4 +51,7 @@ class ChecksConfig(BaseModel):
     max_error_fraction: float = Field(0.05, ge=0, le=1)
     stop_on_error: bool = True  # False: data-set level errors are logged and the flow goes on
     quarantine_dir: Path = Path("quarantine")
+    # "exclude": bad files stay in the data folder, the run trains without them, the store keeps a copy;
+    # "move": they are taken out of the data folder too (refused on a DVC-tracked folder)
+    quarantine_mode: Literal["exclude", "move"] = "exclude"
     cache_dir: Path = Path(".shopfloor/cache")

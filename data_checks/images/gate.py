@@ -1,9 +1,10 @@
 """The gate every image data set passes before training: load, measure, validate, quarantine.
 
 `check_image_dataset` is the stage function; the Prefect task, DVC stage and CLI wrap it. Items
-that break an `error` rule are moved to quarantine with their reason and the rest goes on; the
-data set as a whole fails (DataCheckFailed) when a data-set level `error` rule breaks or when
-more than `max_error_fraction` of the items would have to be quarantined (then nothing is moved:
+that break an `error` rule are quarantined with their reason (excluded from training, a copy kept
+in the store; the data folder is left as it is unless `quarantine_mode` is "move") and the rest
+goes on; the data set as a whole fails (DataCheckFailed) when a data-set level `error` rule
+breaks or when more than `max_error_fraction` of the items break one (then nothing is excluded:
 so many failures mean a wrong folder or a broken camera, not a few bad files).
 """
 
@@ -100,14 +101,16 @@ def check_image_dataset(cfg: ChecksConfig, source: Path, out_dir: Path) -> Check
     if len(bad_paths) > cfg.max_error_fraction * len(manifest):
         raise stop_message(
             f"{len(bad_paths)} of {len(manifest)} images break error rules, more than "
-            f"max_error_fraction={cfg.max_error_fraction:.0%}; nothing was moved. Is this the right folder?",
+            f"checks.max_error_fraction={cfg.max_error_fraction:.0%}, so nothing was excluded or moved. Is this the "
+            f"right folder? If it is, raise the limit (--set checks.max_error_fraction={min(1.0, 2 * len(bad_paths) / len(manifest)):.2f}) "
+            f"or fix the files listed in {out_dir / 'findings.csv'}",
             bad_items,
         )
     if data_set_errors and cfg.stop_on_error:
         raise stop_message("the data set breaks error rules", data_set_errors)
 
     companions = dict(zip(manifest["path"], manifest["mask_path"], strict=True))
-    moved = quarantine(bad_items, scan.root, cfg.quarantine_dir, companions)
+    moved = quarantine(bad_items, scan.root, cfg.quarantine_dir, companions, cfg.quarantine_mode)
     keep = ~manifest["path"].isin(bad_paths).to_numpy()
     clean = _clean_manifest(manifest, properties, keep, duplicates, out_dir)
     return CheckedDataset(

@@ -7,6 +7,7 @@ its rule name and severity in `meta`, so a failure maps straight to a `Finding` 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import great_expectations as gx
@@ -137,7 +138,19 @@ def _to_findings(results: list, key: str) -> list[Finding]:
 
 
 def _show(value: object) -> str:
+    value = value.item() if hasattr(value, "item") else value  # numpy scalars read as Python values
     return f"{value:.1f}" if isinstance(value, float) else repr(value)
+
+
+PLAIN = ("decode", "format_mismatch")
+
+
+def _plain_message(finding: Finding, row: pd.Series) -> str:
+    """What a person understands for the two rules whose measured value is only True/False."""
+    if finding.rule == "decode":
+        error = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the file", str(row["decode_error"]))
+        return f"cannot decode as an image ({error}); replace the file or remove it from the data set"
+    return f"format does not match suffix {Path(finding.path).suffix}: {row['format']} data; rename it or re-save it"
 
 
 def validate_images(
@@ -149,13 +162,9 @@ def validate_images(
     findings = _to_findings(
         run_suite(context, image_suite(rules, classes), table, "path", docs_dir is not None), "path"
     )
-    decode_errors = dict(zip(table["path"], table["decode_error"], strict=True))
-    findings = [
-        Finding(f.rule, f.severity, f"cannot decode: {decode_errors[f.path]}", f.path)
-        if f.rule == "decode"
-        else f
-        for f in findings
-    ]
+    rows = table.set_index("path")
+    findings = [Finding(f.rule, f.severity, _plain_message(f, rows.loc[f.path]), f.path) if f.rule in PLAIN else f
+                for f in findings]  # fmt: skip
     good = table[table["decodable"] & table["label"].isin(classes)]
     counts = good["label"].value_counts().reindex(classes, fill_value=0)
     count_table = pd.DataFrame({"label": classes, "count": counts.to_numpy()})

@@ -37,13 +37,22 @@ def serve(
     tracking_uri: Annotated[
         str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI")
     ] = DEFAULT_TRACKING_URI,
+    max_body: Annotated[
+        int, typer.Option(help="Largest request body in bytes (refused unread above).")
+    ] = 16384,
+    rate_per_address: Annotated[float, typer.Option(help="Requests per second per client address.")] = 50.0,
+    rate_per_token: Annotated[float, typer.Option(help="Requests per second per device token.")] = 5.0,
 ) -> None:
-    """Serve the champion of every model to enrolled devices (see edge/server.py)."""
+    """Serve each model's approved champion to enrolled devices (see edge/server.py)."""
+    from dataclasses import replace
+
     import uvicorn
 
+    from edge.guard import RateLimits
     from edge.server import create_app
 
-    settings = _settings(state, tracking_uri)
+    limits = RateLimits(per_address_per_s=rate_per_address, per_token_per_s=rate_per_token)
+    settings = replace(_settings(state, tracking_uri), max_body_bytes=max_body, limits=limits)
     app_ = create_app(settings)
     console.print(f"edge server on http://{host}:{port}; devices verify with {settings.public_key_path}")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

@@ -7,7 +7,6 @@ message and exit code 2; a traceback only appears with SHOPFLOOR_DEBUG=1.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +20,7 @@ from flows.cli.edge import app as edge_app
 from flows.cli.options import ConfigOption, SetOption
 from flows.cli.registry import app as registry_app
 from flows.cli.vibration import score_app, train_anomaly
-from flows.report import console, hide_console_tracebacks, print_findings
+from flows.report import console, hide_console_tracebacks, print_findings, quarantine_summary
 
 
 class GuardedGroup(TyperGroup):
@@ -83,8 +82,10 @@ def train_defects(
         )
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line
     from flows.images.flow import train_defect_classifier
+    from flows.prefect_api import prefect_api
 
-    train_defect_classifier(str(data), str(config) if config else None, list(set_ or []), resume)
+    with prefect_api():  # a temporary API that dies with this process, unless PREFECT_API_URL names one
+        train_defect_classifier(str(data), str(config) if config else None, list(set_ or []), resume)
 
 
 train_app.command("anomaly")(train_anomaly)
@@ -107,42 +108,45 @@ def check_images(
     cfg = load_config(DefectJobConfig, config, set_)
     checked = check_image_dataset(cfg.checks, data, out)
     print_findings(checked.findings)
+    console.print(quarantine_summary(checked.quarantined, cfg.checks.quarantine_dir))
     console.print(f"{checked.counts()}\nFindings: {checked.files['findings']}  Data Docs: {checked.docs_dir}")
 
 
 @quarantine_app.command("restore")
 def quarantine_restore(
-    folder: Annotated[Path, typer.Argument(help="Quarantine folder.")] = Path("quarantine"),
+    folder: Annotated[Path, typer.Argument(help="The quarantine store (checks.quarantine_dir).")] = Path(
+        "quarantine"
+    ),
 ) -> None:
-    """Move every quarantined file back to where it came from (after it was fixed or relabelled)."""
+    """Put every file the checks moved out (quarantine_mode: move) back where it came from, never
+    overwriting and never outside its data set; the copies stay in the store. Excluded files never left."""
+    from core.errors import DataError
     from data_checks.quarantine import restore
 
-    restored = restore(folder)
-    console.print(f"restored {len(restored)} file(s)" + "".join(f"\n  {p}" for p in restored))
+    report = restore(folder)
+    console.print(f"restored {len(report.restored)} file(s)" + "".join(f"\n  {p}" for p in report.restored))
+    if report.excluded:
+        console.print(
+            f"{len(report.excluded)} excluded file(s) never left the data folder; fix them and check again"
+        )
+    if report.refused:
+        raise DataError(f"{len(report.refused)} file(s) not restored:\n  " + "\n  ".join(report.refused))
 
 
 @app.command("ui")
 def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    host: Annotated[str, typer.Option(help="Bind address (127.0.0.1: this machine only).")] = "127.0.0.1",
     tracking_uri: Annotated[str, typer.Option(help="The store the flows write to.")] = DEFAULT_TRACKING_URI,
 ) -> None:
-    """Start the MLflow UI on the same store the flows use."""
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        tracking_uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    console.print(f"MLflow UI on http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(command))
+    """Start the MLflow UI on the same store the flows use; it stops when this command stops."""
+    from flows.processes import start_child, stop_on_signals
+
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
+               "--port", str(port), "--workers", "1"]  # fmt: skip
+    console.print(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
+    with stop_on_signals(start_child(command)) as child:
+        raise typer.Exit(child.wait())
 
 
 def run_guarded(typer_app: typer.Typer) -> None:

@@ -40,9 +40,11 @@ def train_anomaly(
             f"data source {data} does not exist; pass a folder of .npz/.csv/.parquet sensor files"
         )
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line
+    from flows.prefect_api import prefect_api
     from flows.vibration.flow import retrain_anomaly_model
 
-    retrain_anomaly_model(str(data), str(config) if config else None, list(set_ or []))
+    with prefect_api():  # a temporary API that dies with this process, unless PREFECT_API_URL names one
+        retrain_anomaly_model(str(data), str(config) if config else None, list(set_ or []))
 
 
 def _table(report, only_alarms: bool) -> Table:

@@ -21,10 +21,10 @@ from data_checks.images.gate import CheckedDataset, check_image_dataset
 from data_checks.versioning import dvc_data_version
 from export.images.stage import export_edge_models
 from flows.images.config import DefectJobConfig
-from flows.report import console, print_findings
+from flows.report import console, print_findings, quarantine_summary
 from registry import publish
 from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
-from registry.tracking import configure, git_commit
+from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
@@ -53,6 +53,7 @@ class DefectRunSummary:
 def check_data(cfg: DefectJobConfig, data: Path, out_dir: Path) -> CheckedDataset:
     checked = check_image_dataset(cfg.checks, data, out_dir)
     print_findings(checked.findings)
+    console.print(quarantine_summary(checked.quarantined, cfg.checks.quarantine_dir))
     return checked
 
 
@@ -150,9 +151,11 @@ def gate_and_promote(cfg: DefectJobConfig, version, exported, manifest):
     return report, promoted
 
 
-def _start_run(resume: str | None, client) -> mlflow.ActiveRun:
+def _start_run(resume: str | None, client, experiment_id: str) -> mlflow.ActiveRun:
+    """A new run, or the one to resume; runs left RUNNING by a dead process are marked FAILED first."""
     if resume is None:
-        return mlflow.start_run()
+        fail_abandoned_runs(client, experiment_id)
+        return mlflow.start_run(tags=process_tags())
     if resume == "last":
         runs = mlflow.search_runs(
             filter_string="attributes.status != 'FINISHED'",
@@ -167,7 +170,10 @@ def _start_run(resume: str | None, client) -> mlflow.ActiveRun:
         client.get_run(resume)
     except Exception as err:  # MlflowException for unknown ids
         raise ConfigError(f"--resume {resume}: no such MLflow run in this tracking store") from err
-    return mlflow.start_run(run_id=resume)
+    fail_abandoned_runs(client, experiment_id, keep=resume)
+    run = mlflow.start_run(run_id=resume)
+    mlflow.set_tags(process_tags())  # the resuming process owns the run now
+    return run
 
 
 def dataset_of(manifest, source: str, name: str, digest: str):
@@ -214,7 +220,8 @@ def train_defect_classifier(
     cfg: DefectJobConfig = load_config(DefectJobConfig, Path(config) if config else None, overrides)
     client = configure(cfg.tracking)
     data_path = Path(data)
-    with _start_run(resume, client) as run:
+    experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    with _start_run(resume, client, experiment_id) as run:
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
         checked = check_data(cfg, data_path, work / "checks")

@@ -25,7 +25,7 @@ from flows.report import console, print_findings
 from flows.vibration.config import AnomalyJobConfig
 from inputs.vibration.features import FEATURE_SET
 from registry import publish
-from registry.tracking import configure, git_commit
+from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
 from registry.vibration import log_anomaly_model, release_anomaly
 from training.vibration.dataset import AnomalyDataset, build_dataset
 from training.vibration.evaluate import ProtocolReport, evaluate_protocol
@@ -133,9 +133,10 @@ def retrain_anomaly_model(
 ) -> AnomalyRunSummary:
     """Check, featurise, train on normal windows, evaluate, export, register and gate an anomaly model."""
     cfg: AnomalyJobConfig = load_config(AnomalyJobConfig, Path(config) if config else None, overrides)
-    configure(cfg.tracking)
+    client = configure(cfg.tracking)
     data_path = Path(data)
-    with mlflow.start_run() as run:
+    fail_abandoned_runs(client, mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id)
+    with mlflow.start_run(tags=process_tags()) as run:
         work = cfg.work_dir / run.info.run_id
         mlflow.set_tags({"git_commit": git_commit(), "data_source": str(data_path), "flow": FLOW_NAME})
         mlflow.log_params(publish.flatten("", cfg.model_dump(mode="json")))

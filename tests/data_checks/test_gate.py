@@ -75,10 +75,11 @@ def test_every_bad_item_gets_its_own_message_and_nothing_is_lost(tile_subset, tm
     assert trained | quarantined == set(inputs), "a file was neither trained on nor quarantined"
     assert not trained & quarantined
     for item in checked.quarantined:
-        moved = Path(item.moved_to)
-        assert moved.exists() and not Path(item.original).exists()
-        reason = json.loads(moved.with_name(moved.name + ".reason.json").read_text())
-        assert reason["findings"] and reason["original"].endswith(Path(item.original).name)
+        kept = Path(item.kept_at)
+        assert kept.exists() and Path(item.original).exists()  # excluded: the data folder is left as it is
+        entry = json.loads((kept.parent / "entry.json").read_text())
+        assert entry["findings"] and entry["relpath"].endswith(Path(item.original).name)
+        assert not Path(entry["relpath"]).is_absolute() and not Path(entry["dataset_root"]).is_absolute()
     assert (tmp_path / "quarantine" / "quarantine_log.csv").exists()
     assert (checked.docs_dir / "index.html").exists()  # GX Data Docs rendered
 
@@ -94,13 +95,18 @@ def test_messages_say_what_was_expected_and_found(tile_subset, tmp_path):
     assert "'CMYK'" in text["cmyk.jpg"]
     assert "label must be one of" in text["unknown_class.jpg"] and "MT_Scratch" in text["unknown_class.jpg"]
     assert "cannot decode" in text["empty.jpg"]
+    # what a person reads: no numpy or Python object reprs (findings: np.False_, <_io.BytesIO object at 0x...>)
+    assert "format does not match suffix .jpg: PNG data" in text["png_named.jpg"]
+    for message in text.values():
+        assert "np." not in message and "BytesIO" not in message and "object at 0x" not in message, message
 
 
 def test_too_many_bad_items_stop_the_flow_and_move_nothing(tile_subset, tmp_path):
     make_bad_corpus(tile_subset)
     before = sorted(tile_subset.rglob("*"))
-    with pytest.raises(DataCheckFailed, match="max_error_fraction"):
+    with pytest.raises(DataCheckFailed, match="checks.max_error_fraction=1%, so nothing was excluded") as err:
         check_image_dataset(_config(tmp_path, max_error_fraction=0.01), tile_subset, tmp_path / "out")
+    assert "--set checks.max_error_fraction=" in str(err.value) and "one_pixel.jpg" in str(err.value)
     assert sorted(tile_subset.rglob("*")) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -90,8 +91,14 @@ def test_flow_logs_plots_checks_and_model(flow_run):
 
 def test_corrupt_file_is_quarantined_and_unreadable_folder_named(flow_run):
     summary, root, data, _ = flow_run
-    assert (root / "quarantine" / "MT_Free" / "Imgs" / "corrupt.jpg.reason.json").exists()
-    assert not (data / "MT_Free" / "Imgs" / "corrupt.jpg").exists()
+    [kept] = list((root / "quarantine").glob("tiles-*/*/corrupt.jpg"))
+    assert json.loads((kept.parent / "entry.json").read_text())["relpath"] == "MT_Free/Imgs/corrupt.jpg"
+    assert (data / "MT_Free" / "Imgs" / "corrupt.jpg").exists()  # excluded from training, left in the data folder
+    client = mlflow.MlflowClient()
+    listed = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=summary.run_id, artifact_path="data_checks/quarantined.json")).read_text())["quarantined"]  # fmt: skip
+    assert [item["relpath"] for item in listed] == ["MT_Free/Imgs/corrupt.jpg"] and listed[0]["sha256"]
+    assert client.get_run(summary.run_id).data.metrics["data_images_quarantined"] == 1
     findings = pd.read_csv(next((root / "runs").glob("*/checks/findings.csv")))
     assert "broken_link" in " ".join(findings["path"].dropna())
     assert summary.quarantined == 1
