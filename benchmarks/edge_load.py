@@ -58,6 +58,7 @@ def prepare_store(root: Path, onnx_path: Path, devices: int) -> tuple[str, list[
             name="edge-int8",
             signature=infer_signature(example),
             pip_requirements=["onnxruntime"],
+            save_as_external_data=False,  # one self-contained file, as the flow logs it
         )
     version = str(mlflow.register_model(info.model_uri, "defect-classifier").version)
     record_approval(client, "defect-classifier", version, "user:benchmark", "override", "benchmark: no gate")

@@ -128,7 +128,9 @@ def _keep(source: Path, entry: Path, record: dict, companion: Path | None) -> No
     if entry.exists():
         held = json.loads((entry / ENTRY).read_text())
         if (held["sha256"], held["relpath"]) != (record["sha256"], record["relpath"]):
-            raise QuarantineError(f"{entry} already holds another file ({held['relpath']}); both kept, nothing overwritten")
+            raise QuarantineError(
+                f"{entry} already holds another file ({held['relpath']}); both kept, nothing overwritten"
+            )
         return
     staging = entry.with_name(entry.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -161,7 +163,10 @@ def quarantine(findings: list[Finding], data_root: Path, store: Path, companions
         source, sha = Path(path_str), _sha256(Path(path_str))
         extra = (companions or {}).get(path_str)
         companion = Path(extra) if isinstance(extra, str) and extra and Path(extra).is_file() else None
-        rules, reason = tuple(sorted({f.rule for f in items})), "; ".join(f"[{f.rule}] {f.message}" for f in items)
+        rules, reason = (
+            tuple(sorted({f.rule for f in items})),
+            "; ".join(f"[{f.rule}] {f.message}" for f in items),
+        )
         record = {"relpath": _relpath(source, data_root), "dataset_root": record_root, "sha256": sha, "mode": mode,
                   "rules": list(rules), "findings": [f.describe() for f in items], "quarantined_at": now,
                   "companion": companion.name if companion else None, "status": "moved" if mode == MOVE else "excluded"}  # fmt: skip
@@ -171,7 +176,9 @@ def quarantine(findings: list[Finding], data_root: Path, store: Path, companions
             source.unlink()
             if companion is not None:
                 companion.unlink()
-        kept.append(QuarantinedItem(path_str, record["relpath"], sha, str(entry / source.name), rules, reason, mode))
+        kept.append(
+            QuarantinedItem(path_str, record["relpath"], sha, str(entry / source.name), rules, reason, mode)
+        )
         log.append([now, mode, folder.name, record["relpath"], sha, " ".join(rules), reason])
     if log:
         _append_log(store, log)
@@ -205,7 +212,9 @@ def _restore_entry(entry_file: Path, anchor: Path) -> str:
 def restore(store: Path) -> RestoreReport:
     """Put every moved file back where its data set (as found from this store) keeps it; the copies stay."""
     if not store.is_dir():
-        raise QuarantineError(f"no quarantine store at {store}; pass the folder named by checks.quarantine_dir")
+        raise QuarantineError(
+            f"no quarantine store at {store}; pass the folder named by checks.quarantine_dir"
+        )
     anchor, restored, refused, excluded, log = anchor_of(store), [], [], [], []
     for entry_file in sorted(store.glob(f"*/*/{ENTRY}")):
         record = json.loads(entry_file.read_text())
@@ -216,7 +225,17 @@ def restore(store: Path) -> RestoreReport:
             continue
         try:
             restored.append(_restore_entry(entry_file, anchor))
-            log.append([_now(), "restore", entry_file.parent.parent.name, record["relpath"], record["sha256"], "", ""])
+            log.append(
+                [
+                    _now(),
+                    "restore",
+                    entry_file.parent.parent.name,
+                    record["relpath"],
+                    record["sha256"],
+                    "",
+                    "",
+                ]
+            )
         except QuarantineError as err:
             refused.append(str(err))
     if log:

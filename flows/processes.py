@@ -45,10 +45,11 @@ def stop_child(child: subprocess.Popen, timeout_s: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals(child: subprocess.Popen):
-    """While the body runs, SIGTERM or SIGINT to this process stops the child's group first."""
+    """While the body runs, SIGTERM or SIGINT to this process ends the body (SystemExit) and the
+    child's group is stopped on the way out. The handler itself only raises: waiting on the child
+    inside it would wait on a lock the interrupted `wait()` still holds."""
 
     def handler(signum, _frame):
-        stop_child(child)
         raise SystemExit(128 + signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}

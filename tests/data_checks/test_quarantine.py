@@ -19,7 +19,11 @@ from tests.fixtures.data import TILES
 
 
 def tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def bad(path: Path, rule: str = "decode") -> Finding:
@@ -52,7 +56,9 @@ def test_two_datasets_with_the_same_relative_path_never_overwrite_each_other(tmp
     second = dataset(tmp_path / "project" / "data" / "line2", b"")
     [kept1] = quarantine([bad(first)], first.parents[2], store, mode=MOVE)
     [kept2] = quarantine([bad(second)], second.parents[2], store, mode=MOVE)
-    assert Path(kept1.kept_at).read_bytes() == b"a real photo" * 4000 and Path(kept2.kept_at).read_bytes() == b""
+    assert (
+        Path(kept1.kept_at).read_bytes() == b"a real photo" * 4000 and Path(kept2.kept_at).read_bytes() == b""
+    )
     assert Path(kept1.kept_at).parent != Path(kept2.kept_at).parent
     # the same path again, with new bytes: a new entry beside the old one
     third = dataset(tmp_path / "project" / "data" / "again", b"v1")
@@ -70,14 +76,18 @@ def test_restore_in_a_copied_project_writes_into_the_copy_and_never_overwrites(t
     assert not image.exists()
     copy = Path(shutil.copytree(original, tmp_path / "copy"))
     report = restore(copy / "quarantine")
-    assert report.restored == [str((copy / "data" / "tiles" / "MT_Free" / "Imgs" / "exp1_num_1.jpg").resolve())]
+    assert report.restored == [
+        str((copy / "data" / "tiles" / "MT_Free" / "Imgs" / "exp1_num_1.jpg").resolve())
+    ]
     assert not image.exists()  # the original project was not touched
     assert (copy / "data" / "tiles" / "MT_Free" / "Imgs" / "exp1_num_1.jpg").read_bytes() == b"photo"
     # a second restore, or a file already back in place: nothing overwritten, and it says so
     (original / "data" / "tiles" / "MT_Free" / "Imgs" / "exp1_num_1.jpg").write_bytes(b"someone's new file")
     report = restore(original / "quarantine")
     assert report.restored == [] and "restore never overwrites" in report.refused[0]
-    assert (original / "data" / "tiles" / "MT_Free" / "Imgs" / "exp1_num_1.jpg").read_bytes() == b"someone's new file"
+    assert (
+        original / "data" / "tiles" / "MT_Free" / "Imgs" / "exp1_num_1.jpg"
+    ).read_bytes() == b"someone's new file"
     log = (original / "quarantine" / "quarantine_log.csv").read_text()
     assert "move" in log
 

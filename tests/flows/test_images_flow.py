@@ -93,7 +93,9 @@ def test_corrupt_file_is_quarantined_and_unreadable_folder_named(flow_run):
     summary, root, data, _ = flow_run
     [kept] = list((root / "quarantine").glob("tiles-*/*/corrupt.jpg"))
     assert json.loads((kept.parent / "entry.json").read_text())["relpath"] == "MT_Free/Imgs/corrupt.jpg"
-    assert (data / "MT_Free" / "Imgs" / "corrupt.jpg").exists()  # excluded from training, left in the data folder
+    assert (
+        data / "MT_Free" / "Imgs" / "corrupt.jpg"
+    ).exists()  # excluded from training, left in the data folder
     client = mlflow.MlflowClient()
     listed = json.loads(Path(mlflow.artifacts.download_artifacts(
         run_id=summary.run_id, artifact_path="data_checks/quarantined.json")).read_text())["quarantined"]  # fmt: skip

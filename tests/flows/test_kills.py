@@ -59,7 +59,9 @@ def cleanup(proc: subprocess.Popen) -> None:
 def test_the_mlflow_ui_stops_with_shopfloor_ui(tmp_path, sig):
     """Finding: SIGTERM of `shopfloor ui` left MLflow serving."""
     port = free_port()
-    proc = shopfloor("ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    proc = shopfloor(
+        "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path
+    )
     try:
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
                  if _listening(port) else False, 120, "the MLflow UI")  # fmt: skip
@@ -117,3 +119,18 @@ def test_a_killed_training_leaves_no_server_and_its_run_is_marked_failed_by_the_
     assert _runs(store, "RUNNING") == []
     failed = mlflow.MlflowClient().get_run(abandoned.info.run_id)
     assert failed.info.status == "FAILED" and "process had died" in failed.data.tags["shopfloor.ended"]
+
+
+def test_a_killed_edge_server_leaves_nothing_behind(tmp_path):
+    """SIGKILL of `shopfloor edge serve`: the port is free and no process is left."""
+    port = free_port()
+    proc = shopfloor("edge", "serve", "--port", str(port), "--state", str(tmp_path / "edge"),
+                     "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)  # fmt: skip
+    try:
+        wait_for(lambda: _listening(port), 120, "the edge server")
+        children = descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert all_gone(children) and not _listening(port)
+    finally:
+        cleanup(proc)

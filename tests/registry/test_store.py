@@ -35,7 +35,9 @@ def test_a_moved_project_keeps_its_registry_frozen_set_quarantine_and_edge_state
     reports, manifest = exported_pair
     project = tmp_path / "project"
     data = Path(shutil.copytree(tile_subset_master, project / "data" / "tiles"))
-    manifest = manifest.assign(path=[str(data / Path(p).relative_to(tile_subset_master)) for p in manifest["path"]])
+    manifest = manifest.assign(
+        path=[str(data / Path(p).relative_to(tile_subset_master)) for p in manifest["path"]]
+    )
     monkeypatch.chdir(project)
     uri = "sqlite:///mlflow.db"  # relative, as the CLI's default
     configure(TrackingConfig(tracking_uri=uri, experiment="tiles", model_name="tiles"))
@@ -46,7 +48,9 @@ def test_a_moved_project_keeps_its_registry_frozen_set_quarantine_and_edge_state
     create_app(settings)  # the signing key
     token = DeviceStore(settings.devices_path).enroll("press-1")
     bad = data / "MT_Free" / "Imgs" / sorted(p.name for p in (data / "MT_Free" / "Imgs").glob("*.jpg"))[0]
-    quarantine([Finding("decode", Severity.ERROR, "planted", str(bad))], data, Path("quarantine"), mode="move")
+    quarantine(
+        [Finding("decode", Severity.ERROR, "planted", str(bad))], data, Path("quarantine"), mode="move"
+    )
 
     moved = tmp_path / "moved-elsewhere"
     shutil.move(project, moved)  # everything after runs in new processes, as after a real move
