@@ -15,7 +15,7 @@ from pathlib import Path
 # The tracking store and registry when none is configured: a SQLite file in the working folder.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # The edge server's state (signing key, device database, artefact cache) when none is given.
-DEFAULT_EDGE_STATE = Path("edge")
+DEFAULT_EDGE_STATE = Path("edge-state")
 
 OFFLINE_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -44,7 +44,7 @@ def test_a_moved_project_keeps_its_registry_frozen_set_quarantine_and_edge_state
     v1, v2 = register_exports(reports, manifest=manifest)
     frozen = manifest[manifest["split"] == "test"]
     assert release(LENIENT, "tiles", v1, reports[0].flat(), frozen, "test")[1]
-    settings = EdgeSettings(state_dir=Path("edge"), tracking_uri=uri)
+    settings = EdgeSettings(state_dir=Path("edge-state"), tracking_uri=uri)
     create_app(settings)  # the signing key
     token = DeviceStore(settings.devices_path).enroll("press-1")
     bad = data / "MT_Free" / "Imgs" / sorted(p.name for p in (data / "MT_Free" / "Imgs").glob("*.jpg"))[0]
@@ -61,7 +61,7 @@ def test_a_moved_project_keeps_its_registry_frozen_set_quarantine_and_edge_state
     server = subprocess.Popen([sys.executable, "-m", "flows.cli.main", "edge", "serve", "--port", str(port)],
                               cwd=moved, start_new_session=True, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        device = EdgeClient(f"http://127.0.0.1:{port}", token, (moved / "edge/keys/public_key.pem").read_bytes(),
+        device = EdgeClient(f"http://127.0.0.1:{port}", token, (moved / "edge-state/keys/public_key.pem").read_bytes(),
                             tmp_path / "device", timeout_s=60)  # fmt: skip
         deadline = time.monotonic() + 120
         while True:
