@@ -13,9 +13,10 @@ from pathlib import Path
 
 
 def export_dynamic_batch(
-    module, example, path: Path, input_name: str, output_name: str, opset: int, max_batch: int
+    module, example, path: Path, input_name: str, output_name: str | list[str], opset: int, max_batch: int
 ) -> Path:
-    """Export `module` with axis 0 of its one input dynamic (1..max_batch), weights inside the file."""
+    """Export `module` with axis 0 of its one input dynamic (1..max_batch), weights inside the file;
+    `output_name`: one name, or one per output in the order the module returns them."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=max_batch)
@@ -26,7 +27,7 @@ def export_dynamic_batch(
             logging.getLogger(name).setLevel(logging.ERROR)
         torch.onnx.export(
             module, (example,), str(path), dynamo=True, opset_version=opset, external_data=False,
-            input_names=[input_name], output_names=[output_name], dynamic_shapes={input_name: {0: batch}},
+            input_names=[input_name], output_names=[output_name] if isinstance(output_name, str) else output_name, dynamic_shapes={input_name: {0: batch}},
             verbose=False,
         )  # fmt: skip
     return path

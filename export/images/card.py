@@ -6,15 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from core.card import IMAGE_CLASSIFIER, new_card
-from export.images.onnx import INPUT, OPSET, OUTPUT
+from export.images.onnx import EMBEDDING, EMBEDDING_DIMS, INPUT, OPSET, OUTPUT
 from inputs.images import RESIZE
 from training.images.model import ModelSpec
 
 HISTOGRAM_EDGES = np.linspace(0.0, 1.0, 21)  # top-class probability and normalised entropy, 20 bins each
 
 
-def output_reference(proba: np.ndarray) -> dict:
-    """Class mix, top-class probability and entropy histograms of probabilities (N, C) on held-out images."""
+def output_reference(proba: np.ndarray, embedding: np.ndarray | None = None, sample: int = 128) -> dict:
+    """Class mix, top-class probability and entropy histograms of probabilities (N, C) on held-out
+    images, and a sample of their embeddings (N, E): what the shipped file showed before any device."""
     top = proba.max(1)
     entropy = -(proba * np.log(np.clip(proba, 1e-12, 1.0))).sum(1) / np.log(proba.shape[1])
     counts = np.bincount(proba.argmax(1), minlength=proba.shape[1])
@@ -24,6 +25,7 @@ def output_reference(proba: np.ndarray) -> dict:
         "top_probability_histogram": np.histogram(top, HISTOGRAM_EDGES)[0].tolist(),
         "entropy_histogram": np.histogram(entropy, HISTOGRAM_EDGES)[0].tolist(),
         "histogram_edges": HISTOGRAM_EDGES.tolist(),
+        "embedding_sample": [] if embedding is None else np.round(embedding[:sample], 5).tolist(),
     }
 
 
@@ -35,8 +37,9 @@ def model_card(spec: ModelSpec, decision: dict, metrics: dict, lineage: dict, re
         input={"name": INPUT, "dtype": "float32", "shape": ["batch", 1, size, size],
                "preprocessing": {"image_size": size, "resize": RESIZE, "normalisation": "inside the model",
                                  "values": "8-bit grey levels 0..255 (colour images: convert to luminance)"}},
-        outputs=[{"name": OUTPUT, "shape": ["batch", len(classes)],
-                  "meaning": "class probabilities, in the order of model.classes"}],
+        outputs=[{"name": OUTPUT, "shape": ["batch", len(classes)], "meaning": "class probabilities, in the order of model.classes"},
+                 {"name": EMBEDDING, "shape": ["batch", EMBEDDING_DIMS],
+                  "meaning": "the pooled features projected on their first principal components (fitted on training images at export): for drift monitoring"}],
         decision=decision | {"rule": "reject the part when 1 - p(ok_class) >= defect_threshold; its defect class is the argmax"},
         metrics=metrics,
         reference=reference,

@@ -15,17 +15,19 @@ import numpy as np
 import torch
 
 from core.card import read_card
-from core.onnx_runtime import cpu_facts, run_batched, session
+from core.onnx_runtime import cpu_facts, session
 from export.images.card import model_card, output_reference
 from export.images.config import ExportConfig
 from export.images.gptq import round_weights_for_int8
 from export.images.int8 import check_kernel_saturation, quantize_int8
-from export.images.onnx import INPUT, check_parity, export_fp32
+from export.images.onnx import INPUT, check_parity, export_fp32, fit_projection, shipped_module
 from export.metadata import save_card, write_card
 from training.images.checkpoint import load_model
 from training.images.data import split_indices, training_data
 from training.images.metrics import macro_f1
-from training.images.model import DefectClassifier, ProbabilityModel
+from training.images.model import DefectClassifier
+
+EMBEDDING_FIT_IMAGES = 512  # training images the embedding's PCA is fitted on
 
 
 @dataclass(frozen=True)
@@ -81,24 +83,30 @@ def batch1_latency_ms(run_one, grey: np.ndarray, runs: int) -> tuple[float, floa
     return float(np.median(times)), float(np.percentile(times, 95))
 
 
+def run_all(sess, grey: np.ndarray, batch: int = 32) -> list[np.ndarray]:
+    """Every output of an exported file on `grey`, batched: [probabilities (N, C), embedding (N, E)]."""
+    parts = [sess.run(None, {INPUT: grey[i : i + batch]}) for i in range(0, len(grey), batch)]
+    return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
+
+
 def measure_file(path: Path, grey: np.ndarray, labels: np.ndarray, num_classes: int,
-                 cfg: ExportConfig) -> tuple[PrecisionMetrics, np.ndarray]:  # fmt: skip
-    """Macro-F1, size and batch-1 latency of one exported file, and its probabilities on `grey`."""
+                 cfg: ExportConfig) -> tuple[PrecisionMetrics, list[np.ndarray]]:  # fmt: skip
+    """Macro-F1, size and batch-1 latency of one exported file, and its outputs on `grey`."""
     sess = session(path, cfg.threads)
-    proba = run_batched(sess, grey)
+    outputs = run_all(sess, grey)
     median, p95 = batch1_latency_ms(lambda x: sess.run(None, {INPUT: x}), grey, cfg.latency_runs)
-    f1 = macro_f1(labels, proba.argmax(1), num_classes)
-    return PrecisionMetrics(f1, path.stat().st_size, median, p95), proba
+    f1 = macro_f1(labels, outputs[0].argmax(1), num_classes)
+    return PrecisionMetrics(f1, path.stat().st_size, median, p95), outputs
 
 
-def int8_for_edge(
-    model: DefectClassifier, calibration_grey: np.ndarray, path: Path, cfg: ExportConfig
-) -> Path:
+def int8_for_edge(model: DefectClassifier, calibration_grey: np.ndarray, path: Path, cfg: ExportConfig,
+                  projection: tuple[np.ndarray, np.ndarray] | None = None) -> Path:  # fmt: skip
     """The int8 file as shipped: a copy of the model with GPTQ-rounded weights (export.images.gptq),
-    exported and quantized with exactly those integers (each convolution's scales passed on)."""
+    exported (with the embedding `projection`, kept float) and quantized with exactly those integers
+    (each convolution's scales passed on)."""
     rounded, scales = round_weights_for_int8(model, calibration_grey, cfg)
     weight_scales = {f"classifier.net.{name}.weight": s for name, s in scales.items()}  # ONNX names
-    source = export_fp32(rounded, path.with_name(path.stem + ".source.onnx"))
+    source = export_fp32(rounded, path.with_name(path.stem + ".source.onnx"), projection)
     try:
         return quantize_int8(source, calibration_grey, path, cfg, weight_scales)
     finally:
@@ -111,9 +119,12 @@ def calibration_sample(grey: np.ndarray, train_index: np.ndarray, cfg: ExportCon
     return grey[np.random.default_rng(cfg.seed).permutation(train_index)[: cfg.calibration_images]]
 
 
-def pytorch_latency(model: DefectClassifier, test: np.ndarray, runs: int) -> tuple[float, float]:
-    """Batch-1 latency of the PyTorch model (softmax included): the baseline the ONNX files are compared to."""
-    shipped = ProbabilityModel(model).eval()
+def pytorch_latency(
+    model: DefectClassifier, test: np.ndarray, runs: int, projection=None
+) -> tuple[float, float]:
+    """Batch-1 latency of the PyTorch model as shipped (softmax and embedding included): the baseline
+    the ONNX files are compared to."""
+    shipped = shipped_module(model, projection)
     with torch.inference_mode():
         return batch1_latency_ms(lambda x: shipped(torch.from_numpy(x)), test, runs)
 
@@ -128,16 +139,17 @@ def export_edge_models(model_path: Path, manifest, classes: list[str], cfg: Expo
     calibration = calibration_sample(grey, parts["train"], cfg)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
 
-    fp32_path = export_fp32(model, out_dir / "model.fp32.onnx")
-    parity = check_parity(model, fp32_path, test[:64], cfg.parity_atol)
-    int8_path = int8_for_edge(model, calibration, out_dir / "model.int8.onnx", cfg)
+    projection = fit_projection(model, grey[parts["train"]][:EMBEDDING_FIT_IMAGES])
+    fp32_path = export_fp32(model, out_dir / "model.fp32.onnx", projection)
+    parity = check_parity(model, fp32_path, test[:64], cfg.parity_atol, projection)
+    int8_path = int8_for_edge(model, calibration, out_dir / "model.int8.onnx", cfg, projection)
     saturation_gap = check_kernel_saturation(
         int8_path, np.concatenate([calibration[:16], test[:16]]), cfg.threads
     )
-    fp32, fp32_proba = measure_file(fp32_path, test, labels, len(classes), cfg)
-    int8, int8_proba = measure_file(int8_path, test, labels, len(classes), cfg)
+    fp32, (fp32_proba, _) = measure_file(fp32_path, test, labels, len(classes), cfg)
+    int8, (int8_proba, int8_embedding) = measure_file(int8_path, test, labels, len(classes), cfg)
     agreement = float((fp32_proba.argmax(1) == int8_proba.argmax(1)).mean())
-    torch_median, torch_p95 = pytorch_latency(model, test, cfg.latency_runs)
+    torch_median, torch_p95 = pytorch_latency(model, test, cfg.latency_runs, projection)
     metrics = {
         "pytorch_fp32": {"macro_f1": payload.get("metrics", {}).get("test", {}).get("macro_f1"),
                          "latency_ms_median": torch_median, "latency_ms_p95": torch_p95},
@@ -149,9 +161,8 @@ def export_edge_models(model_path: Path, manifest, classes: list[str], cfg: Expo
         "parity_max_abs": parity,
         "measured_on": cpu_facts(),  # latencies and the kernel check hold for this CPU only
     }  # fmt: skip
-    card = model_card(
-        model.spec, payload.get("decision") or {}, metrics, lineage, output_reference(int8_proba)
-    )
+    reference = output_reference(int8_proba, int8_embedding)
+    card = model_card(model.spec, payload.get("decision") or {}, metrics, lineage, reference)
     for path, precision in ((fp32_path, "fp32"), (int8_path, "int8")):
         write_card(path, card | {"export": card["export"] | {"precision": precision}})
     card_path = save_card(

@@ -130,3 +130,23 @@ def test_the_mask_pooling_head_runs_in_float(exported_pair):
         assert all(producer.get(name) != "DequantizeLinear" for name in node.input), node.name
     consumers = [n.op_type for n in model.graph.node if mask_convs[0].output[0] in n.input]
     assert consumers and "QuantizeLinear" not in consumers
+
+
+def test_the_file_has_an_embedding_output_for_drift_monitoring(exported_pair):
+    """A second output projects the pooled features on 16 principal components fitted at export; the
+    int8 file keeps it float and close to the fp32 file's."""
+    (report, _), manifest = exported_pair
+    classes = sorted(manifest["label"].unique())
+    grey = np.full((3, 1, SIZE, SIZE), 90.0, dtype=np.float32)
+    outputs = {}
+    for path in (report.fp32_path, report.int8_path):
+        sess = session(path)
+        assert [o.name for o in sess.get_outputs()] == ["probabilities", "embedding"]
+        outputs[path] = sess.run(None, {"grey": grey})
+        assert outputs[path][1].shape == (3, 16)
+    fp32, int8 = outputs[report.fp32_path][1], outputs[report.int8_path][1]
+    assert np.abs(fp32 - int8).max() < 0.2 * np.abs(fp32).max()
+    card = read_card(report.int8_path)
+    assert [o["name"] for o in card["outputs"]] == ["probabilities", "embedding"]
+    assert len(card["reference"]["embedding_sample"]) == min(128, report.eval_images)
+    assert len(card["reference"]["embedding_sample"][0]) == 16 and len(classes) == 6

@@ -88,17 +88,32 @@ class DefectClassifier(nn.Module):
         """Logits and, with the mask head, defect-mask logits at stride 16: (N, 1, S/16, S/16)."""
         if self.mask_head is None:
             return self(grey), None
+        features, mask_logits = self._trunk(grey)
+        return self._head(features, mask_logits), mask_logits
+
+    def logits_and_pooled(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the globally average-pooled last feature map (N, num_features): what the
+        exported model's embedding output projects (drift monitoring compares embeddings)."""
+        features, mask_logits = self._trunk(grey)
+        return self._head(features, mask_logits), features.mean(dim=(2, 3))
+
+    def _trunk(self, grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last feature map (N, F, S/32, S/32) and, with the mask head, its logits at stride 16."""
         net = self.net
+        if self.mask_head is None:
+            return net.forward_features(self.normalise(grey)), None
         x = net.bn1(net.conv_stem(self.normalise(grey)))
         mask_logits = None
         for index, stage in enumerate(net.blocks):
             x = stage(x)
             if index == MASK_STAGE:
                 mask_logits = self.mask_head(x)
-        x = net.bn2(net.conv_head(x))
+        return net.bn2(net.conv_head(x)), mask_logits
+
+    def _head(self, features: torch.Tensor, mask_logits: torch.Tensor | None) -> torch.Tensor:
         if not self.spec.mask_pooling:
-            return net.forward_head(x), mask_logits
-        return self._mask_pooled_head(x, mask_logits), mask_logits
+            return self.net.forward_head(features)
+        return self._mask_pooled_head(features, mask_logits)
 
     def _mask_pooled_head(self, features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         """Why: a defect covers a few cells of the 7x7 grid, so a global average mostly describes the

@@ -1,0 +1,1 @@
+"""Drift monitoring: what devices see, compared with what each model version was registered on."""
