@@ -142,7 +142,9 @@ class Catalog:
             shutil.rmtree(staging, ignore_errors=True)
             local = Path(
                 mlflow.artifacts.download_artifacts(
-                    f"models:/{model}/{version}", dst_path=str(staging), tracking_uri=self.tracking_uri,
+                    f"models:/{model}/{version}",
+                    dst_path=str(staging),
+                    tracking_uri=self.tracking_uri,
                     registry_uri=self.tracking_uri,
                 )  # fmt: skip
             )

@@ -3,6 +3,7 @@
   GET|HEAD /v1/models/{name}/manifest   signed manifest of the version this device should run
   GET|HEAD /v1/models/{name}/artifact   the ONNX bytes (ETag = sha256, If-None-Match incl. *, Range)
   POST     /v1/devices/heartbeat        the device reports the version it runs
+  POST     /v1/devices/telemetry        one window of what it saw (edge.telemetry), stored once
 
 Every request needs `Authorization: Bearer <device token>`. Before any of that, the guard
 (edge.guard) refuses a body above `max_body_bytes` without reading it and limits requests per
@@ -27,6 +28,7 @@ from core.signing import key_id, load_or_create_key, public_pem
 from edge.catalog import MODEL_NAME, Catalog
 from edge.devices import GROUPS, Device, DeviceStore
 from edge.guard import Guard, RateLimits
+from edge.telemetry import TelemetryStore, TelemetryWindow
 from registry.store import follow_moves
 
 
@@ -35,7 +37,7 @@ class EdgeSettings:
     state_dir: Path = DEFAULT_EDGE_STATE  # keys, device database, artefact cache
     tracking_uri: str = DEFAULT_TRACKING_URI
     alias_ttl_s: float = 2.0
-    max_body_bytes: int = 16 * 1024  # a heartbeat is ~100 bytes; nothing a device sends is larger
+    max_body_bytes: int = 64 * 1024  # a telemetry window is ~20 KB at its limits, a heartbeat ~100 bytes
     limits: RateLimits = RateLimits()
     groups: tuple[str, ...] = GROUPS
 
@@ -50,6 +52,10 @@ class EdgeSettings:
     @property
     def devices_path(self) -> Path:
         return self.state_dir / "devices.db"
+
+    @property
+    def telemetry_path(self) -> Path:
+        return self.state_dir / "telemetry.db"
 
 
 class Heartbeat(BaseModel):
@@ -88,6 +94,7 @@ def _etag_matches(request: Request, etag: str) -> bool:
 
 def create_app(settings: EdgeSettings) -> FastAPI:
     catalog, devices = open_catalog(settings)
+    windows = TelemetryStore(settings.telemetry_path)
     app = FastAPI(title="shopfloor edge", docs_url=None, redoc_url=None, openapi_url=None)
     _plain_errors(app)
 
@@ -129,5 +136,14 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     def heartbeat(beat: Heartbeat, who: Authorized) -> dict:
         devices.reported(who.name, beat.model, beat.version, beat.status)
         return {"ok": True}
+
+    @app.post("/v1/devices/telemetry")
+    def telemetry(window: TelemetryWindow, who: Authorized) -> dict:
+        if window.device is not None and window.device != who.name:
+            raise HTTPException(403, "a device reports its own windows only")
+        try:
+            return {"status": windows.add(who.name, window)}
+        except ValueError:
+            raise HTTPException(409, "this window id was already used for another window") from None
 
     return Guard(app, settings.max_body_bytes, settings.limits)

@@ -76,7 +76,7 @@ def chi2_test(window_counts: np.ndarray, reference_share: np.ndarray, smoothing:
     effect size is Cramer's V (sqrt(chi2 / n)), comparable across window sizes."""
     counts = np.asarray(window_counts, dtype=np.float64)
     n = counts.sum()
-    share = (np.asarray(reference_share, dtype=np.float64) + smoothing / max(n, 1))
+    share = np.asarray(reference_share, dtype=np.float64) + smoothing / max(n, 1)
     expected = n * share / share.sum()
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     p = float(stats.chi2.sf(chi2, df=max(len(counts) - 1, 1)))

@@ -14,7 +14,18 @@ from pathlib import Path
 
 from tests.fixtures.data import REPO
 
-LAYERS = ["core", "inputs", "data_checks", "training", "export", "registry", "edge", "device", "monitor", "flows"]
+LAYERS = [
+    "core",
+    "inputs",
+    "data_checks",
+    "training",
+    "export",
+    "registry",
+    "edge",
+    "device",
+    "monitor",
+    "flows",
+]
 RANK = {name: i for i, name in enumerate(LAYERS)} | {"device": LAYERS.index("edge")}
 MAX_FUNCTION_LINES = 55
 

@@ -39,7 +39,7 @@ def serve(
     ] = DEFAULT_TRACKING_URI,
     max_body: Annotated[
         int, typer.Option(help="Largest request body in bytes (refused unread above).")
-    ] = 16384,
+    ] = 65536,
     rate_per_address: Annotated[float, typer.Option(help="Requests per second per client address.")] = 50.0,
     rate_per_token: Annotated[float, typer.Option(help="Requests per second per device token.")] = 5.0,
 ) -> None:

@@ -40,7 +40,10 @@ def test_identical_samples_are_not_drift_and_false_alarms_stay_at_alpha():
     rng = np.random.default_rng(2)
     same = rng.normal(size=(64, 8))
     assert mmd_test(same, same.copy(), median_bandwidth(same), permutations=200).p_value > 0.5
-    p = [mmd_test(rng.normal(size=(64, 8)), rng.normal(size=(64, 8)), 4.0, 100, seed=i).p_value for i in range(200)]
+    p = [
+        mmd_test(rng.normal(size=(64, 8)), rng.normal(size=(64, 8)), 4.0, 100, seed=i).p_value
+        for i in range(200)
+    ]
     assert 0.01 <= np.mean(np.array(p) <= 0.05) <= 0.10  # the permutation test holds its level
 
 
@@ -68,6 +71,8 @@ def test_effect_floor_persistence_and_label_free_accuracy():
     assert effect_floor(np.arange(101.0), 0.99) == pytest.approx(99.0)
     assert not persistent([True, False, False, True]) and persistent([False, True, True, True])
     estimator = AccuracyEstimator.fit(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 1, 0, 0]))
-    assert estimator.validation_accuracy == 0.5 and estimator.threshold == pytest.approx(0.75)  # the median: half above it
+    assert estimator.validation_accuracy == 0.5 and estimator.threshold == pytest.approx(
+        0.75
+    )  # the median: half above it
     assert estimator.estimate(np.array([0.9, 0.8, 0.7, 0.6])) == 0.5
     assert estimator.estimate(np.full(10, 0.5)) == 0.0
