@@ -71,13 +71,14 @@ class WindowBuilder:
         elif (j := int(self._rng.integers(self.items))) < self.sample_size:
             self.reservoir[j] = np.round(row, 5).tolist()
 
-    def add_image(self, proba: np.ndarray, embedding: np.ndarray | None, grey: np.ndarray) -> None:
+    def add_image(self, proba: np.ndarray, embedding: np.ndarray | None, stats: dict[str, float]) -> None:
+        """One scored image: its probabilities, embedding and `image_stats`."""
         self.items += 1
         self.class_counts[int(np.argmax(proba))] += 1
         self.top.append(float(proba.max()))
         self.entropies.append(float(entropy(proba[None])[0]))
-        for name, value in image_stats(grey).items():
-            self.stats[name].append(value)
+        for name in IMAGE_STATS:
+            self.stats[name].append(float(stats[name]))
         if embedding is not None:
             self._sample(embedding)
 

@@ -34,21 +34,37 @@ def image_card(model_file: Path) -> dict:
     return card
 
 
+class ImageModel:
+    """An installed image classifier, loaded once: preprocessing and the reject rule from its card."""
+
+    def __init__(self, model_path: Path) -> None:
+        self.card = image_card(model_path)
+        self.classes, self.decision = classes(self.card), self.card["decision"]
+        self.size = self.card["input"]["preprocessing"]["image_size"]
+        self.session = session(model_path)
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def verdict(self, path: str, proba: np.ndarray) -> Verdict:
+        ok, threshold = self.decision.get("ok_class"), self.decision.get("defect_threshold")
+        reject = (
+            bool(1.0 - proba[self.classes.index(ok)] >= threshold)
+            if ok in self.classes and threshold is not None
+            else None
+        )
+        best = int(np.argmax(proba))
+        return Verdict(path, self.classes[best], float(proba[best]), reject)
+
+    def run(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities (N, C) and, when the file has one, the embedding (N, E) of grey input (N, 1, S, S)."""
+        outputs = self.session.run(None, {self.card["input"]["name"]: grey})
+        return outputs[0], outputs[1] if len(outputs) > 1 else None
+
+
 def predict_files(model_path: Path, images: list[str]) -> list[Verdict]:
     """Classify files with an exported model; preprocessing and threshold come from its own card."""
-    card = image_card(model_path)
-    names, decision = classes(card), card["decision"]
-    size = card["input"]["preprocessing"]["image_size"]
-    proba = run_batched(session(model_path), load_batch(images, size))
-    ok, threshold = decision.get("ok_class"), decision.get("defect_threshold")
-    verdicts = []
-    for path, p in zip(images, proba, strict=True):
-        reject = None
-        if ok in names and threshold is not None:
-            reject = bool(1.0 - p[names.index(ok)] >= threshold)
-        best = int(np.argmax(p))
-        verdicts.append(Verdict(path, names[best], float(p[best]), reject))
-    return verdicts
+    model = ImageModel(model_path)
+    proba = run_batched(model.session, load_batch(images, model.size))
+    return [model.verdict(path, p) for path, p in zip(images, proba, strict=True)]
 
 
 def verdicts_json(verdicts: list[Verdict]) -> str:

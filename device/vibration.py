@@ -48,6 +48,9 @@ class ScoreReport:
     rpm_source: str
     rows: list[WindowScore]
     findings: list[Finding] = field(default_factory=list)
+    features: np.ndarray | None = field(
+        default=None, repr=False
+    )  # (scored windows, F): what telemetry samples
 
     def counts(self) -> dict[str, int]:
         return {

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from core.errors import ShopfloorError
 from core.settings import DEFAULT_TRACKING_URI
+from flows.cli.device import app as device_app
 from flows.cli.edge import app as edge_app
 from flows.cli.options import ConfigOption, SetOption
 from flows.cli.registry import app as registry_app
@@ -53,6 +54,7 @@ app.add_typer(check_app, name="check")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(registry_app, name="registry")
 app.add_typer(edge_app, name="edge")
+app.add_typer(device_app, name="device")
 app.add_typer(score_app, name="score")
 
 

@@ -13,18 +13,12 @@ import subprocess
 import sys
 import textwrap
 
-import mlflow
 import pytest
 from typer.testing import CliRunner
 
 from device.images import predict_files
-from edge.devices import DeviceStore
-from edge.server import EdgeSettings, create_app
 from flows.cli.main import app
-from registry.lifecycle import promote
 from tests.fixtures.data import CWRU, TILES
-from tests.fixtures.models import approve_for_test, register_exports
-from tests.fixtures.servers import live_server
 
 pytestmark = pytest.mark.slow
 
@@ -52,23 +46,6 @@ IMAGES = (
     sorted((TILES / "MT_Free" / "Imgs").glob("*.jpg"))[:2]
     + sorted((TILES / "MT_Crack" / "Imgs").glob("*.jpg"))[:2]
 )
-
-
-@pytest.fixture(scope="module")
-def fleet(vibration_runs, exported_pair, tmp_path_factory):
-    """One store holding a vibration champion (the flow's) and an image champion; its edge server; one device."""
-    _, _, _, root = vibration_runs
-    uri = f"sqlite:///{root}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(f"{root}/tiles-for-devices")  # artifacts beside the store, not in the repository
-    [version] = register_exports(exported_pair[0][:1], "tiles")
-    approve_for_test(mlflow.MlflowClient(), "tiles", version)
-    promote(mlflow.MlflowClient(), "tiles", version, "test", None)
-    device_dir = tmp_path_factory.mktemp("device")
-    settings = EdgeSettings(state_dir=device_dir / "edge-server", tracking_uri=uri)
-    with live_server(create_app(settings)) as url:
-        token = DeviceStore(settings.devices_path).enroll("gateway-1")
-        yield {"url": url, "token": token, "key": settings.public_key_path, "dir": device_dir, "uri": uri}
 
 
 def on_device(fleet, *args: str) -> subprocess.CompletedProcess:

@@ -29,7 +29,9 @@ def window(**changes) -> dict:
     rng = np.random.default_rng(0)
     for _ in range(10):
         proba = rng.dirichlet(np.ones(3))
-        builder.add_image(proba, rng.normal(size=16), rng.integers(0, 256, (32, 32), dtype=np.uint8))
+        builder.add_image(
+            proba, rng.normal(size=16), image_stats(rng.integers(0, 256, (32, 32), dtype=np.uint8))
+        )
     body = builder.summary() | {"window_id": "cam-1-0001", "model": "tiles", "version": "3",
                                 "started": "2026-12-02T15:00:00Z", "ended": "2026-12-02T15:01:00Z"}  # fmt: skip
     return body | changes

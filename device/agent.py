@@ -1,0 +1,266 @@
+"""`shopfloor device run`: the agent on a camera box or sensor gateway (torch-free, the device extra).
+
+It watches an inbox folder (the camera or data logger drops files there) or takes the files it is
+given, runs the version of the model it pulled, appends one result per file to the outbox (JSON
+lines: class, probabilities and reject decision, or alarms and explanations), checks the signed
+manifest every `check_every_s` and switches to a new approved version atomically, sends
+heartbeats, and summarises its work in telemetry windows (core.telemetry) that it sends to the
+edge server.
+
+Restart-safe by construction: the outbox is the ledger. A result line is written and flushed to
+disk before its file leaves the inbox (into inbox/done/), so a killed agent, restarted, skips files
+whose result it already wrote and never writes one twice; a half-written last line is dropped. The
+open telemetry window is rebuilt from the results after the last closed one. Offline, closed
+windows wait on disk (at most `buffer_windows`, oldest dropped first and counted in the next
+window) and go out when the server answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from core.card import IMAGE_CLASSIFIER, read_card
+from core.telemetry import WindowBuilder
+from data_checks.vibration.config import SensorRules
+from device.client import EdgeClient, PullError, installed_model
+from device.images import ImageModel
+from device.telemetry import TelemetryOutbox
+from device.vibration import score_file
+from inputs.images import load_batch, read_grey, resize_square
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+SENSOR_SUFFIXES = {".npz", ".csv", ".parquet"}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    model: str
+    dest: Path  # installed models (device.client layout)
+    outbox: Path  # results, JSON lines
+    state: Path  # telemetry buffer and the agent's id
+    inbox: Path | None = None
+    check_every_s: float = 60.0
+    window_items: int = 64
+    window_minutes: float = 5.0
+    buffer_windows: int = 500
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Ledger:
+    """The outbox as the record of what was done: which files (by name and content) and windows."""
+
+    path: Path
+    done: set[tuple[str, str]] = field(default_factory=set)
+    open_window: list[dict] = field(default_factory=list)  # results since the last closed window
+    windows: int = 0
+
+    @classmethod
+    def load(cls, path: Path) -> Ledger:
+        ledger = cls(path)
+        if not path.exists():
+            return ledger
+        raw = path.read_bytes()
+        complete = raw[: raw.rfind(b"\n") + 1]
+        if len(complete) != len(raw):  # killed mid-line: that result was not delivered, drop it
+            path.write_bytes(complete)
+        for line in complete.decode().splitlines():
+            record = json.loads(line)
+            if record["type"] == "window":
+                ledger.windows, ledger.open_window = ledger.windows + 1, []
+            else:
+                ledger.done.add((record["file"], record["sha256"]))
+                ledger.open_window.append(record)
+        return ledger
+
+    def append(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if record["type"] == "window":
+            self.windows, self.open_window = self.windows + 1, []
+        else:
+            self.done.add((record["file"], record["sha256"]))
+            self.open_window.append(record)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, client: EdgeClient | None) -> None:
+        self.cfg, self.client = cfg, client
+        self.ledger = Ledger.load(cfg.outbox)
+        self.outbox = TelemetryOutbox(cfg.state / "telemetry", cfg.buffer_windows)
+        self.instance = self._instance_id()
+        self.model_path: Path | None = None
+        self.version = self.kind = None
+        self.scorer = None
+        self.window: WindowBuilder | None = None
+        self.window_started = time.monotonic()
+        self.last_check = float("-inf")
+
+    def _instance_id(self) -> str:
+        """A random id made once per installation: window ids stay unique if the outbox is ever reset."""
+        path = self.cfg.state / "agent_id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(4))
+        return path.read_text().strip()
+
+    # -- the model ------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Every `check_every_s`: pull (verified, atomic install) and switch when the version changed."""
+        if not force and time.monotonic() - self.last_check < self.cfg.check_every_s:
+            return
+        self.last_check = time.monotonic()
+        if self.client is not None:
+            with contextlib.suppress(PullError):  # offline or refused: keep running what is installed
+                self.client.pull(self.cfg.model)
+            self.outbox.send(self.client)
+        path = installed_model(self.cfg.dest, self.cfg.model).resolve()
+        if path != self.model_path:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        """Build the new scorer first, then swap: results never come from a half-loaded model."""
+        card = read_card(path)
+        scorer = ImageModel(path) if card["kind"] == IMAGE_CLASSIFIER else path
+        self._close_window()  # a window holds one version
+        self.model_path, self.kind, self.scorer = path, card["kind"], scorer
+        self.version = (
+            json.loads((path.parent / "manifest.json").read_text())["version"]
+            if (path.parent / "manifest.json").exists()
+            else "0"
+        )
+        classes = len(card["model"].get("classes", [])) if card["kind"] == IMAGE_CLASSIFIER else 0
+        self.window = WindowBuilder(card["kind"], classes=classes, seed=self.ledger.windows)
+        self.window_started = time.monotonic()
+        for record in self.ledger.open_window:  # a restart: rebuild the open window from its results
+            if record.get("version") == self.version:
+                self._count(record)
+
+    # -- results ------------------------------------------------------------------------------
+    def _count(self, record: dict) -> None:
+        """Add one result's telemetry to the open window."""
+        data = record["telemetry"]
+        if self.kind == IMAGE_CLASSIFIER:
+            embedding = np.asarray(data["embedding"]) if data.get("embedding") else None
+            self.window.add_image(np.asarray(data["probabilities"]), embedding, data["image_stats"])
+        else:
+            for i, (score, alarm) in enumerate(zip(data["scores"], data["alarms"], strict=True)):
+                rows = data["features"]
+                self.window.add_vibration(
+                    score, alarm, np.asarray(rows[i % len(rows)]) if rows else np.zeros(0)
+                )
+
+    def _score_image(self, path: Path) -> dict:
+        from core.telemetry import image_stats
+
+        grey = read_grey(path)
+        proba, embedding = self.scorer.run(load_batch([str(path)], self.scorer.size))
+        verdict = self.scorer.verdict(str(path), proba[0])
+        stats = image_stats(resize_square(grey, self.scorer.size))
+        telemetry = {"probabilities": np.round(proba[0], 6).tolist(), "image_stats": stats,
+                     "embedding": np.round(embedding[0], 5).tolist() if embedding is not None else None}  # fmt: skip
+        return {"label": verdict.label, "probability": verdict.probability, "reject": verdict.reject,
+                "probabilities": dict(zip(self.scorer.classes, np.round(proba[0], 6).tolist(), strict=True)),
+                "telemetry": telemetry}  # fmt: skip
+
+    def _score_sensor(self, path: Path) -> dict:
+        report = score_file(path, self.scorer, SensorRules(), model_ref=self.cfg.model)
+        scored = [r for r in report.rows if r.score is not None]
+        alarms = [r for r in scored if r.alarm]
+        rows = report.features[:8] if report.features is not None else np.zeros((0, 0))
+        telemetry = {"scores": [round(r.score, 6) for r in scored], "alarms": [r.alarm for r in scored],
+                     "features": np.round(rows, 5).tolist()}  # fmt: skip
+        return {"windows": len(report.rows), "alarms": len(alarms), "flagged": report.counts()["flagged"],
+                "alarm": bool(alarms), "explanation": alarms[0].explanation if alarms else "",
+                "telemetry": telemetry}  # fmt: skip
+
+    def process(self, path: Path) -> dict | None:
+        """Score one file once: None when the ledger already holds its result (a restart)."""
+        sha = _sha256(path)
+        if (path.name, sha) in self.ledger.done:
+            return None
+        self.refresh()
+        try:
+            result = self._score_image(path) if self.kind == IMAGE_CLASSIFIER else self._score_sensor(path)
+        except Exception as err:  # a bad file is reported and skipped: the line keeps running
+            result = {"error": f"{type(err).__name__}: {err}"[:500], "telemetry": None}
+        record = {"type": "result", "file": path.name, "sha256": sha, "time": _now(), "model": self.cfg.model,
+                  "version": self.version} | result  # fmt: skip
+        self.ledger.append(record)
+        if record["telemetry"] is not None:
+            self._count(record)
+        self._maybe_close_window()
+        return record
+
+    # -- windows ------------------------------------------------------------------------------
+    def _maybe_close_window(self) -> None:
+        full = self.window is not None and self.window.items >= self.cfg.window_items
+        old = time.monotonic() - self.window_started >= 60 * self.cfg.window_minutes
+        if full or (old and self.window is not None and self.window.items):
+            self._close_window()
+
+    def _close_window(self) -> None:
+        if self.window is None or not self.window.items:
+            return
+        window_id = f"{self.instance}-{self.ledger.windows + 1:06d}"
+        summary = self.window.summary() | {"window_id": window_id, "model": self.cfg.model, "version": str(self.version),
+                                           "started": self.ledger.open_window[0]["time"] if self.ledger.open_window else _now(),
+                                           "ended": _now()}  # fmt: skip
+        self.outbox.put(summary)
+        self.ledger.append({"type": "window", "window_id": window_id, "time": _now()})
+        self.window = WindowBuilder(
+            self.kind, classes=len(self.window.class_counts), seed=self.ledger.windows
+        )
+        self.window_started = time.monotonic()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def inbox_files(self) -> list[Path]:
+        suffixes = IMAGE_SUFFIXES | SENSOR_SUFFIXES
+        files = [p for p in self.cfg.inbox.iterdir() if p.is_file() and p.suffix.lower() in suffixes]
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def _done(self, path: Path) -> None:
+        done = self.cfg.inbox / "done"
+        done.mkdir(exist_ok=True)
+        os.replace(path, done / path.name)
+
+    def run(self, files: list[Path] | None = None, idle_s: float = 0.5, stop_when_idle: bool = False) -> int:
+        """Score `files`, or watch the inbox (until it is empty, with `stop_when_idle`); returns results written."""
+        self.refresh(force=True)
+        written = 0
+        for path in files or []:
+            written += self.process(path) is not None
+        while self.cfg.inbox is not None:
+            batch = self.inbox_files()
+            for path in batch:
+                written += self.process(path) is not None
+                self._done(path)
+            self.refresh()
+            if not batch:
+                if stop_when_idle:
+                    break
+                time.sleep(idle_s)
+        self._close_window()
+        if self.client is not None:
+            self.outbox.send(self.client)
+        return written
