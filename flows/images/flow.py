@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -22,6 +23,8 @@ from data_checks.versioning import dvc_data_version
 from export.images.stage import export_edge_models
 from flows.images.config import DefectJobConfig
 from flows.report import console, print_findings, quarantine_summary
+from monitor.reference import image_reference, score_images
+from monitor.references import log_reference
 from registry import publish
 from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
@@ -140,6 +143,16 @@ def log_and_register(
     return publish.register(model_uri, cfg.tracking.model_name, tags)
 
 
+@task(name="monitoring-reference", cache_policy=NO_CACHE)
+def monitoring_reference(version, exported, manifest, classes: list[str]) -> dict:
+    """What the shipped int8 file sees on the validation tiles, and the drift tests' floors."""
+    held_out = manifest[manifest["split"] == "val"]
+    labels = np.array([classes.index(label) for label in held_out["label"]])
+    reference = image_reference(score_images(exported.int8_path, held_out["path"].tolist(), labels))
+    log_reference(mlflow.MlflowClient(), version.name, version.version, reference)
+    return reference
+
+
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
 def gate_and_promote(cfg: DefectJobConfig, version, exported, manifest):
     frozen = log_frozen_set(manifest)
@@ -236,6 +249,7 @@ def train_defect_classifier(
                    "dvc_data_version": data_version, "git_commit": git_commit()}  # fmt: skip
         exported = export(cfg, model_path, manifest, checked.classes, work / "export", lineage)
         version = log_and_register(cfg, checked, label_review, trained, evaluation, exported, data_version)
+        monitoring_reference(version, exported, manifest, checked.classes)
         gate, promoted = gate_and_promote(cfg, version, exported, manifest)
     point = result.test.operating_point
     summary = DefectRunSummary(

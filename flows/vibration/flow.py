@@ -20,10 +20,13 @@ from prefect.cache_policies import NO_CACHE
 from core.config import load_config
 from data_checks.versioning import dvc_data_version
 from data_checks.vibration.gate import CheckedSensorData, check_sensor_data
+from export.vibration.onnx import onnx_scores
 from export.vibration.stage import AnomalyExport, export_anomaly_model
 from flows.report import console, print_findings
 from flows.vibration.config import AnomalyJobConfig
 from inputs.vibration.features import FEATURE_SET
+from monitor.reference import vibration_reference
+from monitor.references import log_reference
 from registry import publish
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
 from registry.vibration import log_anomaly_model, release_anomaly
@@ -119,6 +122,18 @@ def log_and_register(cfg: AnomalyJobConfig, checked: CheckedSensorData, trained:
     return publish.register(model_uri, cfg.tracking.model_name, tags)
 
 
+@task(name="monitoring-reference", cache_policy=NO_CACHE)
+def monitoring_reference(
+    version, exported: AnomalyExport, dataset: AnomalyDataset, trained: AnomalyTrainResult
+) -> dict:
+    """Held-out normal windows (the calibration slice) as the exported file scores them, and the floors."""
+    features = dataset.features("calibration", True)
+    scores = onnx_scores(exported.path, features)
+    reference = vibration_reference(features, scores, trained.feature_names, trained.threshold.value)
+    log_reference(mlflow.MlflowClient(), version.name, version.version, reference)
+    return reference
+
+
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
 def gate_and_promote(cfg: AnomalyJobConfig, version, report: ProtocolReport):
     gate, promoted = release_anomaly(cfg.promotion, version.name, version.version, report.flat(), FLOW_NAME)
@@ -150,6 +165,7 @@ def retrain_anomaly_model(
         report, plots = evaluate(cfg, trained, dataset, work / "evaluate")
         exported = export(cfg, trained, dataset, report, lineage, work / "export")
         version = log_and_register(cfg, checked, trained, report, plots, exported, work / "evaluate", lineage)
+        monitoring_reference(version, exported, dataset, trained)
         gate, promoted = gate_and_promote(cfg, version, report)
     summary = AnomalyRunSummary(
         run.info.run_id, version.name, version.version, str(cfg.model.name), report.false_alarm_rate,

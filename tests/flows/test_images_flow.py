@@ -128,3 +128,13 @@ def test_a_failing_flow_never_moves_champion(flow_run):
         experiment_names=["defect-classifier"], filter_string="attributes.status = 'FAILED'"
     )
     assert len(failed) == 1
+
+
+def test_the_version_carries_its_monitoring_reference(flow_run):
+    from monitor.references import reference_loader
+
+    summary, root, *_ = flow_run
+    reference = reference_loader(f"sqlite:///{root}/mlflow.db")("defect-classifier", summary.model_version)
+    assert reference["kind"] == "image-classifier" and len(reference["embeddings"][0]) == 16
+    assert {"embedding_mmd", "confidence_ks", "class_mix_chi2", "brightness_ks"} <= set(reference["floors"])
+    assert 0 <= reference["accuracy"]["validation_accuracy"] <= 1

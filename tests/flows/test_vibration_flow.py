@@ -133,3 +133,15 @@ def test_registry_approve_judges_a_vibration_model_with_its_own_gate(runs):
     assert (
         card["metrics"]["onnx_false_alarm_rate"] <= 0.05 and card["metrics"]["onnx_auroc_all_faults"] > 0.99
     )
+
+
+def test_each_version_carries_its_monitoring_reference(runs):
+    from monitor.references import reference_loader
+
+    first, _, _, root = runs
+    reference = reference_loader(f"sqlite:///{root}/mlflow.db")(MODEL, first.model_version)
+    assert reference["kind"] == "vibration-anomaly" and reference["items"] > 100
+    assert set(reference["floors"]) == {"feature_ks", "score_ks"} and 0 < reference["floors"]["score_ks"] < 1
+    assert reference["alarm_rate"] <= 0.05 and len(reference["feature_names"]) == len(
+        reference["features"][0]
+    )
