@@ -18,6 +18,7 @@ from core.errors import ShopfloorError
 from core.settings import DEFAULT_TRACKING_URI
 from flows.cli.device import app as device_app
 from flows.cli.edge import app as edge_app
+from flows.cli.monitor import app as monitor_app
 from flows.cli.options import ConfigOption, SetOption
 from flows.cli.registry import app as registry_app
 from flows.cli.vibration import score_app, train_anomaly
@@ -55,6 +56,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(registry_app, name="registry")
 app.add_typer(edge_app, name="edge")
 app.add_typer(device_app, name="device")
+app.add_typer(monitor_app, name="monitor")
 app.add_typer(score_app, name="score")
 
 

@@ -1,0 +1,61 @@
+"""`shopfloor monitor ...`: one drift cycle now, and where every device stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
+from flows.report import console
+
+app = typer.Typer(help="Drift monitoring of what devices see.", no_args_is_help=True)
+StateOption = Annotated[Path, typer.Option("--state", help="The edge server's state folder (telemetry).")]
+
+
+@app.command()
+def run(
+    state: StateOption = DEFAULT_EDGE_STATE,
+    tracking_uri: Annotated[
+        str, typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI")
+    ] = DEFAULT_TRACKING_URI,
+    alpha: Annotated[float, typer.Option(help="False discovery rate across devices.")] = 0.01,
+) -> None:
+    """One monitoring cycle now (the flow `monitor-drift`): judge new windows, log the cycle, raise events."""
+    from flows.monitor.flow import monitor_drift
+    from flows.prefect_api import prefect_api
+    from flows.report import hide_console_tracebacks
+
+    hide_console_tracebacks()
+    with prefect_api():
+        summary = monitor_drift(str(state), tracking_uri, alpha)
+    console.print(f"{summary.windows} window(s) judged; in drift: {', '.join(summary.drift) or 'none'}; "
+                  f"{summary.events} drift event(s) raised; MLflow run {summary.run_id}")  # fmt: skip
+
+
+@app.command()
+def status(state: StateOption = DEFAULT_EDGE_STATE) -> None:
+    """One row per device and model: version, last window, strongest test, q-value, state, estimated accuracy."""
+    from monitor.store import MonitorStore
+
+    table = Table(title="drift monitoring", title_justify="left")
+    for column in (
+        "device",
+        "model",
+        "version",
+        "last window",
+        "drift statistic",
+        "q",
+        "state",
+        "est. accuracy",
+        "why",
+    ):
+        table.add_column(column, overflow="fold")
+    colour = {"drift": "red", "watch": "yellow", "ok": "green"}
+    for s in MonitorStore(state / "monitor.db").states():
+        table.add_row(s.device, s.model, s.version or "-", s.last_window or "-", s.statistic or "-",
+                      "-" if s.q_value is None else f"{s.q_value:.3g}", f"[{colour[s.state]}]{s.state}[/{colour[s.state]}]",
+                      "-" if s.accuracy is None else f"{s.accuracy:.2f}", s.explanation or "")  # fmt: skip
+    console.print(table)

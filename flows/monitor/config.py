@@ -1,0 +1,23 @@
+"""The drift monitor's settings: where telemetry is, how strict the alarms are. Light to import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
+
+
+class MonitorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    state_dir: Path = DEFAULT_EDGE_STATE  # the edge server's: telemetry.db in, monitor.db beside it
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    experiment: str = "drift-monitoring"  # one MLflow run per cycle
+    models: tuple[str, ...] = ()  # () : every model that sent telemetry
+    alpha: float = Field(0.01, gt=0, lt=1)  # false discovery rate across the devices of a cycle
+    persist_k: int = Field(3, ge=1)  # drift when k of the last n windows were flagged
+    persist_n: int = Field(4, ge=1)
+    permutations: int = Field(500, ge=19)
+    line: str = "line-1"  # the label events carry, for automations that act per line

@@ -1,0 +1,48 @@
+"""The Prefect flow `monitor-drift` on a real store: one MLflow run per cycle with its HTML report,
+and a drift event for the device that newly entered drift."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+
+from edge.telemetry import TelemetryStore
+from monitor.references import log_reference
+from tests.fixtures.models import register_exports
+from tests.monitor.test_cycle import images, window
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_cycle_is_an_mlflow_run_with_a_report_and_drift_raises_an_event(
+    prefect_harness, exported_pair, registry_store, tmp_path
+):
+    from flows.monitor.flow import monitor_drift
+    from monitor.reference import ImageItems, image_reference
+
+    cfg, client = registry_store
+    [version] = register_exports(exported_pair[0][:1])
+    proba, embeddings, stats = images(600, np.random.default_rng(0))
+    reference = image_reference(ImageItems(proba, embeddings, stats, proba.argmax(1)))
+    with mlflow.start_run(run_id=client.get_model_version("tiles", version).run_id):
+        log_reference(client, "tiles", version, reference)
+    telemetry, rng = TelemetryStore(tmp_path / "edge" / "telemetry.db"), np.random.default_rng(1)
+    summaries = []
+    for cycle in range(4):
+        for device in range(6):
+            w = window(rng, cycle * 10 + device, 125.0 if device == 3 else 100.0).model_copy(
+                update={"version": version}
+            )
+            telemetry.add(f"cam-{device}", w)
+        summaries.append(monitor_drift(str(tmp_path / "edge"), cfg.tracking_uri, 0.01))
+    assert [s.windows for s in summaries] == [6, 6, 6, 6]
+    assert summaries[-1].drift == ["cam-3/tiles"] and sum(s.events for s in summaries) == 1
+    runs = mlflow.search_runs(experiment_names=["drift-monitoring"], output_format="list")
+    assert len(runs) == 4
+    latest = max(runs, key=lambda r: r.info.start_time)
+    assert latest.data.metrics["drift.cam-3.tiles"] == 1.0 and latest.data.metrics["drift.cam-0.tiles"] == 0.0
+    assert any(
+        a.path == "monitoring/drift_report.html"
+        for a in client.list_artifacts(latest.info.run_id, "monitoring")
+    )
