@@ -54,3 +54,55 @@ def run(
         if client is not None:
             client.close()
     console.print(f"{written} result(s) written to {outbox}")
+
+
+@app.command()
+def simulate(
+    folder: Annotated[Path, typer.Argument(help="Images or sensor files to replay.")],
+    model: Annotated[str, typer.Option(help="The model the devices run.")],
+    server: Annotated[str, typer.Option(help="Edge server URL.")] = "http://127.0.0.1:8600",
+    devices: Annotated[int, typer.Option(help="How many devices.")] = 4,
+    state: Annotated[
+        Path, typer.Option("--state", help="The edge server's state folder (to enrol the devices).")
+    ] = Path("edge-state"),
+    work: Annotated[Path, typer.Option(help="Where the simulated devices keep their files.")] = Path(
+        "simulated-devices"
+    ),
+    brighter: Annotated[int, typer.Option(help="How many of the devices had their lamp moved.")] = 0,
+    brightness: Annotated[float, typer.Option(help="The moved lamp's brightness factor.")] = 1.25,
+    window_items: Annotated[int, typer.Option(help="Items per telemetry window.")] = 64,
+) -> None:
+    """Replay FOLDER as N devices against a running edge server (demos and benchmarks); the last
+    --brighter devices see their images brightened, as after someone moved a lamp."""
+    import contextlib
+
+    from core.errors import DataError, RegistryError
+    from device.simulate import SimulatedDevice
+    from device.simulate import simulate as replay
+    from edge.devices import DeviceStore
+
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".npz", ".csv"} and "done" not in p.parts
+    )
+    files = [
+        p for p in files if not p.name.endswith(".png") or not p.with_suffix(".jpg").exists()
+    ]  # masks beside images
+    if not files:
+        raise DataError(f"{folder}: no images or sensor files to replay")
+    store = DeviceStore(state / "devices.db")
+    fleet = []
+    for i in range(devices):
+        name = f"sim-{i:03d}"
+        with contextlib.suppress(RegistryError):  # a device of an earlier simulation gets a new token
+            store.revoke(name)
+        fleet.append(
+            SimulatedDevice(name, store.enroll(name), brightness if i >= devices - brighter else 1.0)
+        )
+    written = replay(
+        files, fleet, server, (state / "keys" / "public_key.pem").read_bytes(), work, model, window_items
+    )
+    console.print(
+        f"{sum(written.values())} result(s) from {devices} simulated device(s); run `shopfloor monitor run` next"
+    )

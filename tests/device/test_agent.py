@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from device.agent import Agent, AgentConfig, Ledger
@@ -127,3 +128,18 @@ def test_a_sensor_gateway_scores_files_and_raises_alarms(fleet, tmp_path):
     assert normal["alarms"] <= 0.05 * normal["windows"]
     windows = [w for _, w in TelemetryStore(fleet["settings"].telemetry_path).windows("bearing-anomaly")]
     assert windows and windows[0].window.kind == "vibration-anomaly" and windows[0].window.scores
+
+
+def test_simulated_devices_replay_a_folder_and_report_telemetry(fleet, tmp_path):
+    from device.simulate import SimulatedDevice, simulate
+
+    devices = [SimulatedDevice(f"sim-{i}", fleet["devices"].enroll(f"{tmp_path.name}-sim-{i}"), b)
+               for i, b in enumerate((1.0, 1.3))]  # fmt: skip
+    written = simulate(
+        IMAGES, devices, fleet["url"], fleet["key"].read_bytes(), tmp_path, "tiles", window_items=5
+    )
+    assert written == {"sim-0": 5, "sim-1": 5}
+    stored = [w for _, w in TelemetryStore(fleet["settings"].telemetry_path).windows("tiles")
+              if w.device.startswith(f"{tmp_path.name}-sim-")]  # fmt: skip
+    brightness = {w.device[-5:]: np.mean(w.window.image_stats["brightness"]) for w in stored}
+    assert len(stored) == 2 and brightness["sim-1"] > 1.15 * brightness["sim-0"]  # the moved lamp shows
