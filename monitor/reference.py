@@ -24,15 +24,19 @@ NULL_WINDOWS = 200  # drift-free windows drawn to set each floor
 
 @dataclass(frozen=True)
 class ImageItems:
-    """Per held-out image: probabilities (N, C), embeddings (N, E) or None, image stats, labels."""
+    """Per held-out image: probabilities (N, C), embeddings (N, E) or None, image stats, labels, and the
+    physical part each view shows (views of one part never sit on both sides of a calibration)."""
 
     proba: np.ndarray
     embeddings: np.ndarray | None
     stats: dict[str, np.ndarray]
     labels: np.ndarray
+    groups: np.ndarray | None = None
 
 
-def score_images(model_path, paths: list[str], labels: np.ndarray, batch: int = 32) -> ImageItems:
+def score_images(
+    model_path, paths: list[str], labels: np.ndarray, groups=None, batch: int = 32
+) -> ImageItems:
     """Run the shipped file on images as a device does (device.images.ImageModel, core.telemetry)."""
     from device.images import ImageModel
     from inputs.images import read_grey, resize_square
@@ -49,7 +53,36 @@ def score_images(model_path, paths: list[str], labels: np.ndarray, batch: int = 
                 stats[name].append(value)
     has_embedding = embeddings and embeddings[0] is not None
     return ImageItems(np.concatenate(proba), np.concatenate(embeddings) if has_embedding else None,
-                      {k: np.asarray(v) for k, v in stats.items()}, np.asarray(labels))  # fmt: skip
+                      {k: np.asarray(v) for k, v in stats.items()}, np.asarray(labels),
+                      None if groups is None else np.asarray(groups))  # fmt: skip
+
+
+def _folds(items: ImageItems, k: int, rng) -> list[np.ndarray]:
+    """`k` disjoint folds of the items, by part when parts are known (views of a part stay together)."""
+    groups = items.groups if items.groups is not None else np.arange(len(items.proba))
+    parts = rng.permutation(np.unique(groups))
+    return [np.flatnonzero(np.isin(groups, fold)) for fold in np.array_split(parts, min(k, len(parts)))]
+
+
+def _image_summary(items: ImageItems, index: np.ndarray, rng) -> dict:
+    """The reference fields built from `index`: MMD comparison set, confidences, class shares, image stats."""
+    mmd_set = rng.permutation(index)[:MMD_REFERENCE]
+    embeddings = items.embeddings[mmd_set] if items.embeddings is not None else None
+    share = np.bincount(items.proba[index].argmax(1), minlength=items.proba.shape[1]) / len(index)
+    return {"embeddings": embeddings.tolist() if embeddings is not None else [],
+            "bandwidth": median_bandwidth(embeddings) if embeddings is not None else 1.0,
+            "top_probability": items.proba[index].max(1).tolist(), "class_share": share.tolist(),
+            "image_stats": {k: v[index].tolist() for k, v in items.stats.items()}}  # fmt: skip
+
+
+def calibrated_floors(null: list[dict[str, tuple[float, float]]], quantile: float = 0.99) -> dict[str, float]:
+    """Per test, the `quantile` of its effect on drift-free windows; then all raised together until at
+    most 1 - `quantile` of those windows exceed *any* floor (several tests must not add up their
+    false alarms)."""
+    floors = {test: effect_floor([n[test][0] for n in null], quantile) for test in null[0]}
+    worst = [max(n[t][0] / max(floors[t], 1e-12) for t in floors) for n in null]
+    scale = max(1.0, float(np.quantile(worst, quantile)))
+    return {test: floor * scale for test, floor in floors.items()}
 
 
 def image_tests(
@@ -82,28 +115,31 @@ def _null_window(items: ImageItems, index: np.ndarray) -> dict:
             "image_stats": {k: v[index].tolist() for k, v in items.stats.items()}}  # fmt: skip
 
 
-def image_reference(items: ImageItems, window_size: int = 64, seed: int = 0) -> dict:
-    """The reference of an image classifier version: the items' statistics, the MMD comparison set
-    and bandwidth, the label-free accuracy estimator, and the floor of every test."""
+def image_reference(items: ImageItems, window_size: int = 64, seed: int = 0, folds: int = 5) -> dict:
+    """The reference of an image classifier version: the held-out items' statistics, the MMD comparison
+    set and bandwidth, the label-free accuracy estimator, and the floor of every test.
+
+    The floors come from drift-free windows of *new parts*: the parts are split in `folds`; each
+    null window is drawn from one fold and judged against a reference built from the others, as a
+    device's windows (parts the reference never saw) are judged against the whole."""
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(items.proba))
-    compare = order[: min(MMD_REFERENCE, len(order) // 2)]  # what windows are compared with ...
-    pool = order[len(compare) :]  # ... and where drift-free windows are drawn from: never the same items
-    embeddings = items.embeddings[compare] if items.embeddings is not None else None
-    share = np.bincount(items.proba.argmax(1), minlength=items.proba.shape[1]) / len(items.proba)
     correct = items.proba.argmax(1) == items.labels
     accuracy = AccuracyEstimator.fit(items.proba.max(1), correct)
-    reference = {
-        "kind": "image-classifier", "items": len(items.proba), "window_size": window_size,
-        "embeddings": embeddings.tolist() if embeddings is not None else [],
-        "bandwidth": median_bandwidth(embeddings) if embeddings is not None else 1.0,
-        "top_probability": items.proba.max(1).tolist(), "class_share": share.tolist(),
-        "image_stats": {k: v.tolist() for k, v in items.stats.items()},
-        "accuracy": {"threshold": accuracy.threshold, "validation_accuracy": accuracy.validation_accuracy},
-    }  # fmt: skip
-    null = [image_tests(_null_window(items, rng.choice(pool, window_size)), reference, 200, seed=i)
-            for i in range(NULL_WINDOWS)]  # fmt: skip
-    reference["floors"] = {test: effect_floor([n[test][0] for n in null]) for test in null[0]}
+    reference = {"kind": "image-classifier", "items": len(items.proba), "window_size": window_size,
+                 "accuracy": {"threshold": accuracy.threshold, "validation_accuracy": accuracy.validation_accuracy}}  # fmt: skip
+    reference |= _image_summary(items, np.arange(len(items.proba)), rng)
+    parts = _folds(items, folds, rng)
+    others = [
+        _image_summary(items, np.concatenate([f for j, f in enumerate(parts) if j != k]), rng)
+        for k in range(len(parts))
+    ]
+    null = []
+    for i in range(NULL_WINDOWS):
+        k = i % len(parts)
+        null.append(
+            image_tests(_null_window(items, rng.choice(parts[k], window_size)), others[k], 200, seed=i)
+        )
+    reference["floors"] = calibrated_floors(null)
     return reference
 
 
@@ -125,22 +161,31 @@ def vibration_tests(window: dict, reference: dict) -> dict[str, tuple[float, flo
     return out
 
 
+def _vibration_summary(features: np.ndarray, scores: np.ndarray, index: np.ndarray) -> dict:
+    return {"features": np.round(features[index][:: max(1, len(index) // 512)], 5).tolist(),
+            "scores": np.round(scores[index], 6).tolist()}  # fmt: skip
+
+
 def vibration_reference(features: np.ndarray, scores: np.ndarray, names: list[str], threshold: float,
-                        window_size: int = 64, rows_per_window: int = 32, seed: int = 0) -> dict:  # fmt: skip
-    """The reference of a vibration version from held-out normal windows: their feature rows (the
-    file's inputs) and scores, and the floors of both tests for drift-free windows of this size."""
+                        window_size: int = 64, rows_per_window: int = 32, seed: int = 0, folds: int = 5) -> dict:  # fmt: skip
+    """The reference of a vibration version from held-out normal windows in time order: their feature
+    rows (the file's inputs) and scores, and the floors of both tests. Null windows come from one
+    stretch of time and are judged against the other stretches (overlapping windows of one stretch
+    are near-copies: they must not sit on both sides)."""
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(features))
-    compare, pool = order[: len(order) // 2], order[len(order) // 2 :]
+    everything = np.arange(len(features))
     reference = {"kind": "vibration-anomaly", "items": len(features), "window_size": window_size,
-                 "feature_names": names, "features": np.round(features[compare[:512]], 5).tolist(),
-                 "scores": np.round(scores[compare], 6).tolist(), "threshold": threshold,
-                 "feature_mean": features.mean(0).tolist(), "feature_spread": np.maximum(features.std(0), 1e-9).tolist(),
-                 "alarm_rate": float(np.mean(scores > threshold))}  # fmt: skip
+                 "feature_names": names, "threshold": threshold, "alarm_rate": float(np.mean(scores > threshold)),
+                 "feature_mean": features.mean(0).tolist(), "feature_spread": np.maximum(features.std(0), 1e-9).tolist()}  # fmt: skip
+    reference |= _vibration_summary(features, scores, everything)
+    stretches = np.array_split(everything, folds)
+    others = [_vibration_summary(features, scores, np.concatenate([s for j, s in enumerate(stretches) if j != k]))
+              for k in range(folds)]  # fmt: skip
     null = []
-    for _ in range(NULL_WINDOWS):
-        index = rng.choice(pool, window_size)
-        null.append(vibration_tests({"features": features[index[:rows_per_window]].tolist(),
-                                     "scores": scores[index].tolist()}, reference))  # fmt: skip
-    reference["floors"] = {test: effect_floor([n[test][0] for n in null]) for test in null[0]}
+    for i in range(NULL_WINDOWS):
+        k = i % folds
+        index = rng.choice(stretches[k], window_size)
+        window = {"features": features[index[:rows_per_window]].tolist(), "scores": scores[index].tolist()}
+        null.append(vibration_tests(window, others[k]))
+    reference["floors"] = calibrated_floors(null)
     return reference

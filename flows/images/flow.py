@@ -148,7 +148,8 @@ def monitoring_reference(version, exported, manifest, classes: list[str]) -> dic
     """What the shipped int8 file sees on the validation tiles, and the drift tests' floors."""
     held_out = manifest[manifest["split"] == "val"]
     labels = np.array([classes.index(label) for label in held_out["label"]])
-    reference = image_reference(score_images(exported.int8_path, held_out["path"].tolist(), labels))
+    items = score_images(exported.int8_path, held_out["path"].tolist(), labels, held_out["group"].to_numpy())
+    reference = image_reference(items)
     log_reference(mlflow.MlflowClient(), version.name, version.version, reference)
     return reference
 
