@@ -113,5 +113,5 @@ def score_file(path: Path, model_file: Path, rules: SensorRules, rpm: float | No
         for i, start in enumerate(windows.starts)
     ]
     return ScoreReport(
-        Path(path), model_ref or str(model_file), threshold, speed, source, rows, checked.findings
+        Path(path), model_ref or str(model_file), threshold, speed, source, rows, checked.findings, features
     )

@@ -78,12 +78,17 @@ def _image_cause(window, reference: dict, causes: list[str]) -> str:
     return "; ".join(parts)
 
 
-def _vibration_cause(window, reference: dict) -> str:
+def _vibration_cause(window, reference: dict, causes: list[str]) -> str:
     rows = np.asarray(window.features or [])
     if not rows.size:
         return "scores changed"
     z = (rows.mean(0) - np.asarray(reference["feature_mean"])) / np.asarray(reference["feature_spread"])
-    worst = np.argsort(-np.abs(z))[:2]
+    moved = [
+        reference["feature_names"].index(c.removeprefix("feature:"))
+        for c in causes
+        if c.startswith("feature:")
+    ]
+    worst = sorted(moved, key=lambda i: -abs(z[i]))[:2] or list(np.argsort(-np.abs(z))[:2])
     alarms = window.alarms / max(window.items, 1)
     moved = ", ".join(f"{reference['feature_names'][i]} {z[i]:+.1f} normal spreads" for i in worst)
     return f"{moved}; alarms {100 * alarms:.0f} % of windows (normal {100 * reference['alarm_rate']:.1f} %)"
@@ -91,7 +96,7 @@ def _vibration_cause(window, reference: dict) -> str:
 
 def explain(assessment: Assessment, window, reference: dict, since: str) -> str:
     cause = (_image_cause(window, reference, assessment.causes) if window.kind == "image-classifier"
-             else _vibration_cause(window, reference))  # fmt: skip
+             else _vibration_cause(window, reference, assessment.causes))  # fmt: skip
     text = f"{cause} on {assessment.device} since {since}"
     if assessment.accuracy is not None:
         text += f"; estimated accuracy {reference['accuracy']['validation_accuracy']:.2f} -> {assessment.accuracy:.2f}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -126,9 +127,11 @@ def log_and_register(cfg: AnomalyJobConfig, checked: CheckedSensorData, trained:
 def monitoring_reference(
     version, exported: AnomalyExport, dataset: AnomalyDataset, trained: AnomalyTrainResult
 ) -> dict:
-    """Held-out normal windows (the calibration slice) as the exported file scores them, and the floors."""
-    features = dataset.features("calibration", True)
-    scores = onnx_scores(exported.path, features)
+    """Normal windows (training and calibration slices, in time order) and the held-out calibration
+    windows' scores as the exported file computes them, with the floors."""
+    calibration = dataset.features("calibration", True)
+    features = np.concatenate([dataset.features("train", True), calibration])
+    scores = onnx_scores(exported.path, calibration)
     reference = vibration_reference(features, scores, trained.feature_names, trained.threshold.value)
     log_reference(mlflow.MlflowClient(), version.name, version.version, reference)
     return reference
