@@ -40,6 +40,7 @@ from inputs.images import load_batch, read_grey, resize_square
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 SENSOR_SUFFIXES = {".npz", ".csv", ".parquet"}
+FEATURE_ROWS_PER_FILE = 64  # feature vectors kept per sensor file (evenly spaced): bounds a result line
 
 
 @dataclass(frozen=True)
@@ -164,11 +165,10 @@ class Agent:
             embedding = np.asarray(data["embedding"]) if data.get("embedding") else None
             self.window.add_image(np.asarray(data["probabilities"]), embedding, data["image_stats"])
         else:
+            rows, n = data["features"], len(data["scores"])
             for i, (score, alarm) in enumerate(zip(data["scores"], data["alarms"], strict=True)):
-                rows = data["features"]
-                self.window.add_vibration(
-                    score, alarm, np.asarray(rows[i % len(rows)]) if rows else np.zeros(0)
-                )
+                row = np.asarray(rows[i * len(rows) // n]) if rows else np.zeros(0)  # the nearest kept row
+                self.window.add_vibration(score, alarm, row)
 
     def _score_image(self, path: Path) -> dict:
         from core.telemetry import image_stats
@@ -187,7 +187,12 @@ class Agent:
         report = score_file(path, self.scorer, SensorRules(), model_ref=self.cfg.model)
         scored = [r for r in report.rows if r.score is not None]
         alarms = [r for r in scored if r.alarm]
-        rows = report.features[:8] if report.features is not None else np.zeros((0, 0))
+        rows = report.features if report.features is not None else np.zeros((0, 0))
+        rows = (
+            rows[np.linspace(0, len(rows) - 1, min(len(rows), FEATURE_ROWS_PER_FILE)).astype(int)]
+            if len(rows)
+            else rows
+        )
         telemetry = {"scores": [round(r.score, 6) for r in scored], "alarms": [r.alarm for r in scored],
                      "features": np.round(rows, 5).tolist()}  # fmt: skip
         return {"windows": len(report.rows), "alarms": len(alarms), "flagged": report.counts()["flagged"],

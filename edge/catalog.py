@@ -105,15 +105,18 @@ class Catalog:
             record_event(self.client, event)
 
     def assigned_version(self, model: str, device: Device) -> str | None:
-        """Canary devices get a new approved champion at once; the rest once it is rolled out to all."""
+        """Canary devices (the group, and the version's own: a drifted device it was retrained for) get a new
+        approved champion at once; the rest once it is rolled out to all."""
         champion = self.champion(model)
         if champion is None:
             return None
         stage = self.devices.rollout_stage(model, champion)
+        canaries = self.devices.canaries(model, champion)
         if stage is None:  # a champion this server has not seen yet: canary first if there are canaries
-            stage = CANARY if self.devices.has_group(CANARY) and self.devices.stable_version(model) else ALL
+            first = self.devices.has_group(CANARY) or canaries
+            stage = CANARY if first and self.devices.stable_version(model) else ALL
             self.devices.set_rollout(model, champion, stage)
-        if stage == ALL or device.group == CANARY:
+        if stage == ALL or device.group == CANARY or device.name in canaries:
             return champion
         return self.devices.stable_version(model) or champion
 

@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS rollouts (
     model TEXT NOT NULL, version TEXT NOT NULL, stage TEXT NOT NULL, updated_ms INTEGER NOT NULL,
     PRIMARY KEY (model, version)
 );
+CREATE TABLE IF NOT EXISTS canaries (
+    model TEXT NOT NULL, version TEXT NOT NULL, device TEXT NOT NULL, added_ms INTEGER NOT NULL,
+    PRIMARY KEY (model, version, device)
+);
 CREATE TABLE IF NOT EXISTS refusals (
     model TEXT NOT NULL, version TEXT NOT NULL, reason TEXT NOT NULL, first_ms INTEGER NOT NULL,
     last_ms INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (model, version)
@@ -211,6 +215,21 @@ class DeviceStore:
             "INSERT INTO rollouts VALUES (?, ?, ?, ?) ON CONFLICT (model, version) DO UPDATE SET stage = excluded.stage, updated_ms = excluded.updated_ms",
             (model, version, stage, _now()),
         )
+
+    def add_canaries(self, model: str, version: str, names: list[str]) -> None:
+        """Make `names` canaries of one version, besides the canary group: a version retrained for a
+        drifted device reaches that device first. Harmless for a version that never becomes champion."""
+        for name in names:
+            self._db().execute(
+                "INSERT OR IGNORE INTO canaries VALUES (?, ?, ?, ?)",
+                (model, version, check_device_name(name), _now()),
+            )
+
+    def canaries(self, model: str, version: str) -> set[str]:
+        rows = self._db().execute(
+            "SELECT device FROM canaries WHERE model = ? AND version = ?", (model, version)
+        )
+        return {r[0] for r in rows}
 
     def rollouts(self) -> list[tuple[str, str, str, int]]:
         return list(

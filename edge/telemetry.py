@@ -119,13 +119,14 @@ class TelemetryStore:
             raise ValueError(f"window {window.window_id!r} was already stored with other content") from None
 
     def windows(
-        self, model: str | None = None, after_seq: int = 0, limit: int = 100_000
+        self, model: str | None = None, after_seq: int = 0, limit: int = 100_000, device: str | None = None
     ) -> list[tuple[int, StoredWindow]]:
-        """Stored windows in arrival order (seq), optionally of one model and after a sequence number."""
+        """Stored windows in arrival order (seq), optionally of one model or device, after a sequence number."""
         query = "SELECT seq, device, payload, received_ms FROM windows WHERE seq > ?"
         args: list = [after_seq]
-        if model is not None:
-            query, args = query + " AND model = ?", [after_seq, model]
+        for column, value in (("model", model), ("device", device)):
+            if value is not None:
+                query, args = query + f" AND {column} = ?", [*args, value]
         rows = self._db().execute(query + " ORDER BY seq LIMIT ?", (*args, limit))
         return [(seq, StoredWindow(device, TelemetryWindow.model_validate(json.loads(payload)), received))
                 for seq, device, payload, received in rows]  # fmt: skip

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
-from flows.processes import start_child, stop_child
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from flows.processes import free_port, start_child, stop_child
 
 
 def _wait_healthy(url: str, child, timeout_s: float) -> None:
@@ -38,30 +31,40 @@ def _wait_healthy(url: str, child, timeout_s: float) -> None:
     raise RuntimeError(f"the temporary Prefect API did not answer within {timeout_s:.0f} s")
 
 
-@contextlib.contextmanager
-def prefect_api():
-    """Yield the API URL flows report to: the configured one, or a temporary local server."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
+def start_prefect_server(full: bool = False, env: dict[str, str] | None = None):
+    """Start a Prefect API on a free loopback port as a child (flows.processes); returns (child, URL)
+    once it answers. `full`: every service (the scheduler too) and the UI, as `prefect server start`;
+    otherwise only those a single flow run uses (events and automations included)."""
     import prefect
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    port = _free_port()
-    env = os.environ | {
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-    }
+    port = free_port()
+    env = (env or dict(os.environ)) | {"PREFECT__SERVER_FINAL": "1"}
+    if not full:
+        env |= {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
     args = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent), "--factory",
             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
             "--lifespan", "on"]  # fmt: skip
     child = start_child(args, env)
+    url = f"http://127.0.0.1:{port}/api"
     try:
-        url = f"http://127.0.0.1:{port}/api"
-        _wait_healthy(
-            url, child, float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
-        )
+        _wait_healthy(url, child, float(env.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")))
+    except BaseException:
+        stop_child(child)
+        raise
+    return child, url
+
+
+@contextlib.contextmanager
+def prefect_api(full: bool = False):
+    """Yield the API URL flows report to: the configured one, or a temporary local server
+    (`full`: with the scheduler, for serving deployments; see start_prefect_server)."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    child, url = start_prefect_server(full)
+    try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:

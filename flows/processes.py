@@ -24,6 +24,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def free_port() -> int:
+    """A free TCP port on loopback (the caller binds it next; tests and benchmarks never use fixed ports)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_child(args: list[str], env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """Start `args` in a new process group that dies with this process."""
     return subprocess.Popen(args, env=env, start_new_session=True, preexec_fn=_die_with_parent, **popen)

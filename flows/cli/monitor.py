@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
+from flows.cli.options import ConfigOption, SetOption
 from flows.report import console
 
 app = typer.Typer(help="Drift monitoring of what devices see.", no_args_is_help=True)
@@ -59,3 +60,22 @@ def status(state: StateOption = DEFAULT_EDGE_STATE) -> None:
                       "-" if s.q_value is None else f"{s.q_value:.3g}", f"[{colour[s.state]}]{s.state}[/{colour[s.state]}]",
                       "-" if s.accuracy is None else f"{s.accuracy:.2f}", s.explanation or "")  # fmt: skip
     console.print(table)
+
+
+@app.command()
+def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Serve the loop until stopped: monitor-drift every `every_s` seconds, and the retraining flows that
+    drift events start (flows/monitor/deployments.py). Uses PREFECT_API_URL, or starts a local Prefect server."""
+    from core.config import load_config
+    from flows.monitor.config import LoopConfig
+
+    cfg: LoopConfig = load_config(LoopConfig, config, set_)
+    from prefect import serve as prefect_serve
+
+    from flows.monitor.deployments import loop_deployments
+    from flows.prefect_api import prefect_api
+
+    with prefect_api(full=True) as url:
+        console.print(f"Prefect API {url}: monitor-drift every {cfg.every_s} s; drift of {cfg.vibration.model} "
+                      f"retrains on {cfg.vibration.data}, of {cfg.images.model} on {cfg.images.data}")  # fmt: skip
+        prefect_serve(*loop_deployments(cfg), print_starting_message=False)

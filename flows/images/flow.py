@@ -18,11 +18,13 @@ from prefect.cache_policies import NO_CACHE
 
 from core.config import load_config
 from core.errors import ConfigError
+from core.settings import DEFAULT_EDGE_STATE
 from data_checks.images.gate import CheckedDataset, check_image_dataset
 from data_checks.versioning import dvc_data_version
 from export.images.stage import export_edge_models
 from flows.images.config import DefectJobConfig
 from flows.report import console, print_findings, quarantine_summary
+from flows.rollout import canary_first
 from monitor.reference import image_reference, score_images
 from monitor.references import log_reference
 from registry import publish
@@ -227,10 +229,12 @@ def _summary_text(summary: DefectRunSummary, gate_failures: list[str], int8_path
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def train_defect_classifier(
-    data: str, config: str | None = None, overrides: list[str] | None = None, resume: str | None = None
-) -> DefectRunSummary:
-    """Train, evaluate and register a defect classifier on the images under `data`."""
+def train_defect_classifier(data: str, config: str | None = None, overrides: list[str] | None = None,
+                            resume: str | None = None, device: str | None = None,
+                            state: str = str(DEFAULT_EDGE_STATE)) -> DefectRunSummary:  # fmt: skip
+    """Train, evaluate and register a defect classifier on the images under `data`.
+
+    With `device` (a drift event's), the new version goes to that device first (edge `state`)."""
     cfg: DefectJobConfig = load_config(DefectJobConfig, Path(config) if config else None, overrides)
     client = configure(cfg.tracking)
     data_path = Path(data)
@@ -251,6 +255,8 @@ def train_defect_classifier(
         exported = export(cfg, model_path, manifest, checked.classes, work / "export", lineage)
         version = log_and_register(cfg, checked, label_review, trained, evaluation, exported, data_version)
         monitoring_reference(version, exported, manifest, checked.classes)
+        if device:
+            canary_first(version, device, Path(state))
         gate, promoted = gate_and_promote(cfg, version, exported, manifest)
     point = result.test.operating_point
     summary = DefectRunSummary(

@@ -21,3 +21,27 @@ class MonitorConfig(BaseModel):
     persist_n: int = Field(4, ge=1)
     permutations: int = Field(500, ge=19)
     line: str = "line-1"  # the label events carry, for automations that act per line
+
+
+class RetrainTarget(BaseModel):
+    """What a drift event of one registered model starts: its training flow on this data and config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str  # the registered model whose drift events trigger this retraining
+    data: Path
+    config: Path | None = None
+    overrides: tuple[str, ...] = ()
+
+
+class LoopConfig(BaseModel):
+    """`shopfloor monitor serve`: the monitor on a schedule and the retraining its events trigger."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    monitor: MonitorConfig = MonitorConfig()
+    every_s: int = Field(300, ge=1)  # a monitoring cycle this often
+    vibration: RetrainTarget = RetrainTarget(model="bearing-anomaly", data=Path("data/cwru_bearings"))
+    images: RetrainTarget = RetrainTarget(model="defect-classifier", data=Path("data/magnetic_tiles"))
+    # one retraining per model at a time (a second drift event while one runs is cancelled, not queued)
+    retrain_concurrency: int = Field(1, ge=1)

@@ -19,11 +19,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from core.config import load_config
+from core.settings import DEFAULT_EDGE_STATE
 from data_checks.versioning import dvc_data_version
 from data_checks.vibration.gate import CheckedSensorData, check_sensor_data
 from export.vibration.onnx import onnx_scores
 from export.vibration.stage import AnomalyExport, export_anomaly_model
 from flows.report import console, print_findings
+from flows.rollout import canary_first
 from flows.vibration.config import AnomalyJobConfig
 from inputs.vibration.features import FEATURE_SET
 from monitor.reference import vibration_reference
@@ -31,7 +33,7 @@ from monitor.references import log_reference
 from registry import publish
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
 from registry.vibration import log_anomaly_model, release_anomaly
-from training.vibration.dataset import AnomalyDataset, build_dataset
+from training.vibration.dataset import AnomalyDataset, add_device_rows, build_dataset
 from training.vibration.evaluate import ProtocolReport, evaluate_protocol
 from training.vibration.plots import protocol_plots
 from training.vibration.report import protocol_markdown
@@ -65,6 +67,23 @@ def check_data(cfg: AnomalyJobConfig, data: Path, out_dir: Path) -> CheckedSenso
 @task(name="extract-features", cache_policy=NO_CACHE)
 def featurise(cfg: AnomalyJobConfig, checked: CheckedSensorData) -> AnomalyDataset:
     return build_dataset(checked.records, cfg, cfg.data.normal_labels)
+
+
+@task(name="add-device-normal", cache_policy=NO_CACHE)
+def add_device_normal(
+    cfg: AnomalyJobConfig, dataset: AnomalyDataset, device: str, state: Path
+) -> AnomalyDataset:
+    """The drifted device's recent alarm-free feature rows join the normal data (monitor.retraining)."""
+    from edge.telemetry import TelemetryStore
+    from monitor.retraining import device_normal_rows
+
+    normal = device_normal_rows(TelemetryStore(state / "telemetry.db"), device, cfg.tracking.model_name)
+    mlflow.set_tags({"retrained_for_device": device})
+    mlflow.log_metrics({"device_normal_rows": len(normal.rows), "device_windows_used": normal.windows_used,
+                        "device_windows_alarmed": normal.windows_alarmed})  # fmt: skip
+    console.print(f"{device}: {len(normal.rows)} normal feature rows from {normal.windows_used} alarm-free windows "
+                  f"({normal.windows_alarmed} recent windows alarmed and stay out)")  # fmt: skip
+    return add_device_rows(dataset, normal.rows, f"telemetry:{device}", cfg)
 
 
 @task(name="train-on-normal", cache_policy=NO_CACHE)
@@ -146,10 +165,12 @@ def gate_and_promote(cfg: AnomalyJobConfig, version, report: ProtocolReport):
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def retrain_anomaly_model(
-    data: str, config: str | None = None, overrides: list[str] | None = None
-) -> AnomalyRunSummary:
-    """Check, featurise, train on normal windows, evaluate, export, register and gate an anomaly model."""
+def retrain_anomaly_model(data: str, config: str | None = None, overrides: list[str] | None = None,
+                          device: str | None = None, state: str = str(DEFAULT_EDGE_STATE)) -> AnomalyRunSummary:  # fmt: skip
+    """Check, featurise, train on normal windows, evaluate, export, register and gate an anomaly model.
+
+    With `device` (a drift event's), that device's recent normal telemetry from the edge `state`
+    folder joins the normal data, and the new version goes to that device first."""
     cfg: AnomalyJobConfig = load_config(AnomalyJobConfig, Path(config) if config else None, overrides)
     client = configure(cfg.tracking)
     data_path = Path(data)
@@ -164,11 +185,15 @@ def retrain_anomaly_model(
                    "dvc_data_version": dvc_data_version(data_path), "git_commit": git_commit(), "feature_set": FEATURE_SET}  # fmt: skip
         mlflow.set_tags({k: v for k, v in lineage.items() if k != "run_id"})
         dataset = featurise(cfg, checked)
+        if device:
+            dataset = add_device_normal(cfg, dataset, device, Path(state))
         trained = train(cfg, dataset)
         report, plots = evaluate(cfg, trained, dataset, work / "evaluate")
         exported = export(cfg, trained, dataset, report, lineage, work / "export")
         version = log_and_register(cfg, checked, trained, report, plots, exported, work / "evaluate", lineage)
         monitoring_reference(version, exported, dataset, trained)
+        if device:
+            canary_first(version, device, Path(state))
         gate, promoted = gate_and_promote(cfg, version, report)
     summary = AnomalyRunSummary(
         run.info.run_id, version.name, version.version, str(cfg.model.name), report.false_alarm_rate,

@@ -154,6 +154,20 @@ def test_canary_first_then_everyone(edge):
     assert line.rollback(MODEL) == edge["v1"] and line.current(MODEL)["version"] == edge["v1"]
 
 
+def test_a_version_retrained_for_a_drifted_device_reaches_it_first_and_only_once_promoted(edge):
+    """Issue 23: the retraining run makes the drifted device a canary of its new version before the
+    gate; a version the gate did not promote never reaches it, a promoted one reaches it alone."""
+    drifted, line = device(edge, "motor-b"), device(edge, "motor-a")  # no canary group at all
+    drifted.pull(MODEL), line.pull(MODEL)
+    edge["store"].add_canaries(MODEL, edge["v2"], ["motor-b"])
+    assert drifted.pull(MODEL).version == edge["v1"]  # v2 is not champion: no gate has promoted it
+    promote(edge["client"], MODEL, edge["v2"], "flow:retrain", None)
+    assert drifted.pull(MODEL).version == edge["v2"]
+    assert line.pull(MODEL).version == edge["v1"]  # the rest of the fleet waits for the rollout
+    edge["store"].set_rollout(MODEL, edge["v2"], "all")
+    assert line.pull(MODEL).version == edge["v2"]
+
+
 def test_rollback_during_pulls_leaves_every_device_verified(edge):
     promote(edge["client"], MODEL, edge["v2"], "user:test", None)
     devices = [device(edge, f"line-{i}") for i in range(12)]

@@ -141,7 +141,9 @@ def test_each_version_carries_its_monitoring_reference(runs):
     first, _, _, root = runs
     reference = reference_loader(f"sqlite:///{root}/mlflow.db")(MODEL, first.model_version)
     assert reference["kind"] == "vibration-anomaly" and reference["items"] > 100
-    assert {"score_ks", "feature:DE.log_rms"} <= set(reference["floors"]) and 0 < reference["floors"]["score_ks"] < 1
+    assert {"score_ks", "feature:DE.log_rms"} <= set(reference["floors"]) and 0 < reference["floors"][
+        "score_ks"
+    ] < 1
     assert reference["alarm_rate"] <= 0.05 and len(reference["feature_names"]) == len(
         reference["features"][0]
     )

@@ -39,6 +39,8 @@ class RecordWindows:
 
     def windows(self, which: np.ndarray) -> np.ndarray:
         """Raw windows (len(which), C, L) for positions `which` into `starts` (a view, no copy)."""
+        if self.samples is None:
+            raise ValueError(f"{self.path} holds feature rows only, no raw signal")
         view = np.lib.stride_tricks.sliding_window_view(self.samples, self.length, axis=0)  # (N', C, L)
         return view[self.starts[which]]
 
@@ -130,3 +132,25 @@ def build_dataset(
             parts.append(record_windows(checked, cfg, "test", False, s.fault_hop))
     first = normal[0].record
     return AnomalyDataset(feature_names(cfg.features, first.fs, first.channels), first.fs, first.channels, first.units, parts)  # fmt: skip
+
+
+def add_device_rows(
+    dataset: AnomalyDataset, rows: np.ndarray, source: str, cfg: AnomalyTrainConfig
+) -> AnomalyDataset:
+    """The dataset plus feature rows a device reported as normal (oldest first), split in time like a
+    normal record: the first `split.train_end` train, then calibration, the rest test. They carry no
+    raw signal (a device sends features, not recordings), so they are trained and scored, never plotted."""
+    if rows.ndim != 2 or rows.shape[1] != len(dataset.feature_names):
+        raise DataError(
+            f"{source}: feature rows of width {rows.shape[-1] if rows.ndim else 0}, the model has "
+            f"{len(dataset.feature_names)} features; the device runs another feature set: retrain from recordings"
+        )
+    n, s = len(rows), cfg.split
+    cuts = [0, int(s.train_end * n), int(s.calibration_end * n), n]
+    added = []
+    for part, lo, hi in zip(PARTS, cuts[:-1], cuts[1:], strict=True):
+        starts = np.arange(hi - lo) * cfg.window.length  # positions in the device's time, one window apart
+        added.append(RecordWindows(source, "normal", part, True, None, starts, [""] * (hi - lo), rows[lo:hi]))
+    return AnomalyDataset(
+        dataset.feature_names, dataset.fs, dataset.channels, dataset.units, dataset.parts + added
+    )

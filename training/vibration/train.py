@@ -65,6 +65,7 @@ def _peak_ratio(cfg: AnomalyTrainConfig, data: AnomalyDataset) -> float:
         best_peak_ratios(p.windows(np.flatnonzero(p.clean)), data.fs, p.rpm, data.channels, cfg.features)
         for part in ("train", "calibration")
         for p in data.select(part, normal=True)
+        if p.samples is not None
     ]
     return max(2.0, float(np.concatenate(ratios).max()))
 
