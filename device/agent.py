@@ -36,7 +36,7 @@ from device.client import EdgeClient, PullError, installed_model
 from device.images import ImageModel
 from device.telemetry import TelemetryOutbox
 from device.vibration import score_file
-from inputs.images import load_batch, read_grey, resize_square
+from inputs.images import read_grey, resize_square
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 SENSOR_SUFFIXES = {".npz", ".csv", ".parquet"}
@@ -92,16 +92,23 @@ class Ledger:
         return ledger
 
     def append(self, record: dict) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: list[dict]) -> None:
+        """Write the lines and flush them to disk (one fsync for all) before anyone acts on them."""
+        if not records:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write("".join(json.dumps(record) + "\n" for record in records))
             handle.flush()
             os.fsync(handle.fileno())
-        if record["type"] == "window":
-            self.windows, self.open_window = self.windows + 1, []
-        else:
-            self.done.add((record["file"], record["sha256"]))
-            self.open_window.append(record)
+        for record in records:
+            if record["type"] == "window":
+                self.windows, self.open_window = self.windows + 1, []
+            else:
+                self.done.add((record["file"], record["sha256"]))
+                self.open_window.append(record)
 
 
 class Agent:
@@ -173,11 +180,12 @@ class Agent:
     def _score_image(self, path: Path) -> dict:
         from core.telemetry import image_stats
 
-        grey = read_grey(path)
-        proba, embedding = self.scorer.run(load_batch([str(path)], self.scorer.size))
+        pixels = resize_square(
+            read_grey(path), self.scorer.size
+        )  # decoded once: the model and the statistics
+        proba, embedding = self.scorer.run(pixels[None, None].astype(np.float32))
         verdict = self.scorer.verdict(str(path), proba[0])
-        stats = image_stats(resize_square(grey, self.scorer.size))
-        telemetry = {"probabilities": np.round(proba[0], 6).tolist(), "image_stats": stats,
+        telemetry = {"probabilities": np.round(proba[0], 6).tolist(), "image_stats": image_stats(pixels),
                      "embedding": np.round(embedding[0], 5).tolist() if embedding is not None else None}  # fmt: skip
         return {"label": verdict.label, "probability": verdict.probability, "reject": verdict.reject,
                 "probabilities": dict(zip(self.scorer.classes, np.round(proba[0], 6).tolist(), strict=True)),
@@ -199,23 +207,38 @@ class Agent:
                 "alarm": bool(alarms), "explanation": alarms[0].explanation if alarms else "",
                 "telemetry": telemetry}  # fmt: skip
 
-    def process(self, path: Path) -> dict | None:
-        """Score one file once: None when the ledger already holds its result (a restart)."""
-        sha = _sha256(path)
-        if (path.name, sha) in self.ledger.done:
-            return None
-        self.refresh()
+    def _result(self, path: Path, sha: str) -> dict:
         try:
             result = self._score_image(path) if self.kind == IMAGE_CLASSIFIER else self._score_sensor(path)
         except Exception as err:  # a bad file is reported and skipped: the line keeps running
             result = {"error": f"{type(err).__name__}: {err}"[:500], "telemetry": None}
-        record = {"type": "result", "file": path.name, "sha256": sha, "time": _now(), "model": self.cfg.model,
-                  "version": self.version} | result  # fmt: skip
-        self.ledger.append(record)
-        if record["telemetry"] is not None:
-            self._count(record)
+        return {"type": "result", "file": path.name, "sha256": sha, "time": _now(), "model": self.cfg.model,
+                "version": self.version} | result  # fmt: skip
+
+    def process(self, path: Path) -> dict | None:
+        """Score one file once: None when the ledger already holds its result (a restart)."""
+        records = self.process_batch([path])
+        return records[0] if records else None
+
+    def process_batch(self, paths: list[Path]) -> list[dict]:
+        """Score the files whose results the ledger lacks; their lines reach the disk together, with one
+        flush (a backlog costs one disk sync per batch, not per file)."""
+        self.refresh()
+        records = []
+        for path in paths:
+            sha = _sha256(path)
+            if (path.name, sha) not in self.ledger.done:
+                records.append(self._result(path, sha))
+        self.ledger.append_many(records)
+        for record in records:
+            if record["telemetry"] is not None:
+                self._count(record)
         self._maybe_close_window()
-        return record
+        return records
+
+    def _room(self) -> int:
+        """Files that still fit the open window: a batch never spans two windows."""
+        return max(1, self.cfg.window_items - (self.window.items if self.window is not None else 0))
 
     # -- windows ------------------------------------------------------------------------------
     def _maybe_close_window(self) -> None:
@@ -256,10 +279,13 @@ class Agent:
         for path in files or []:
             written += self.process(path) is not None
         while self.cfg.inbox is not None:
-            batch = self.inbox_files()
-            for path in batch:
-                written += self.process(path) is not None
-                self._done(path)
+            batch = pending = self.inbox_files()
+            while pending:
+                room = self._room()
+                chunk, pending = pending[:room], pending[room:]
+                written += len(self.process_batch(chunk))
+                for path in chunk:  # only after their results are on disk
+                    self._done(path)
             self.refresh()
             if not batch:
                 if stop_when_idle:
