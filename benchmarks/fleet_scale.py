@@ -47,7 +47,9 @@ def telemetry_body(device: int, n: int, version: str, rng: np.random.Generator) 
                                 "started": "2026-12-02T10:00:00", "ended": "2026-12-02T10:05:00"}  # fmt: skip
 
 
-async def play_fleet(url: str, tokens: list[str], seconds: float, version: str) -> dict:
+async def play_fleet(
+    url: str, tokens: list[str], seconds: float, version: str, poll_s: float = 30.0, window_s: float = 300.0
+) -> dict:
     rng = np.random.default_rng(0)
     bodies = [telemetry_body(i, 0, version, rng) for i in range(20)]  # content varies little; ids are unique
     latencies: dict[str, list[float]] = {"manifest": [], "telemetry": []}
@@ -70,8 +72,8 @@ async def play_fleet(url: str, tokens: list[str], seconds: float, version: str) 
 
     async def device(http: httpx.AsyncClient, i: int, token: str) -> None:
         rnd = random.Random(i)
-        next_poll = time.perf_counter() + rnd.uniform(0, 30)
-        next_window, sent = time.perf_counter() + rnd.uniform(0, 300), 0
+        next_poll = time.perf_counter() + rnd.uniform(0, poll_s)
+        next_window, sent = time.perf_counter() + rnd.uniform(0, window_s), 0
         while True:
             wake = min(next_poll, next_window)
             if wake >= deadline:
@@ -79,11 +81,11 @@ async def play_fleet(url: str, tokens: list[str], seconds: float, version: str) 
             await asyncio.sleep(max(0.0, wake - time.perf_counter()))
             if wake == next_poll:
                 await call(http, "manifest", "GET", f"/v1/models/{MODEL}/manifest", token)
-                next_poll += 30 + rnd.uniform(-1, 1)
+                next_poll += poll_s * (1 + rnd.uniform(-0.03, 0.03))
             else:
                 body = bodies[i % len(bodies)] | {"window_id": f"d{i}-{sent}"}
                 await call(http, "telemetry", "POST", "/v1/devices/telemetry", token, body)
-                next_window, sent = next_window + 300, sent + 1
+                next_window, sent = next_window + window_s, sent + 1
 
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
@@ -123,6 +125,21 @@ def profile_manifest(root: Path, uri: str, tokens: list[str], repeats: int = 300
         t4 = time.perf_counter()
         for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             parts[name].append(dt * 1000)
+    repeats_ms = []
+    for token in profile_tokens:  # the same devices polling again for the same version: no disk write
+        who = devices.authenticate(token)
+        t0 = time.perf_counter()
+        devices.assigned(who.name, MODEL, version)
+        repeats_ms.append((time.perf_counter() - t0) * 1000)
+    parts["record_assignment_repeat_poll"] = repeats_ms
+    misses = []
+    for token in profile_tokens[:50]:  # every `alias_ttl_s` one request finds the registry cache expired
+        catalog._aliases.clear(), catalog._approved.clear()
+        who = devices.authenticate(token)
+        t0 = time.perf_counter()
+        catalog.assigned_version(MODEL, who)
+        misses.append((time.perf_counter() - t0) * 1000)
+    parts["assigned_version_cache_miss"] = misses
     return {name: {"median_ms": round(float(np.median(v)), 3), "p99_ms": round(float(np.percentile(v, 99)), 3)}
             for name, v in parts.items()}  # fmt: skip
 
@@ -136,6 +153,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--label", default="now")
+    parser.add_argument("--poll-s", type=float, default=30.0, help="manifest period per device")
+    parser.add_argument("--window-s", type=float, default=300.0, help="telemetry period per device")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -152,11 +171,11 @@ def main() -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            fleet = asyncio.run(play_fleet(url, tokens, args.seconds, "1"))
+            fleet = asyncio.run(play_fleet(url, tokens, args.seconds, "1", args.poll_s, args.window_s))
         finally:
             stop_child(server)
         profile = profile_manifest(root, uri, tokens)
-    result = {"devices": args.devices, "seconds": args.seconds, "cpu_cores": os.cpu_count(), "fleet": fleet,
+    result = {"devices": args.devices, "seconds": args.seconds, "poll_s": args.poll_s, "window_s": args.window_s, "cpu_cores": os.cpu_count(), "fleet": fleet,
               "manifest_profile": profile}  # fmt: skip
     print(json.dumps(result, indent=2))
     everything = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

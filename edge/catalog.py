@@ -56,16 +56,23 @@ class Catalog:
         self._approved: dict[tuple[str, str], tuple[float, bool]] = {}
         self._artifacts: dict[tuple[str, str], Artifact] = {}
         self._lock = threading.Lock()
+        # one registry look-up at a time: when the cache expires under load, one request asks MLflow
+        # and the others answer from the value it replaces (at most one look-up old), not all at once
+        self._refreshing = threading.Lock()
 
     def aliases(self, model: str) -> dict[str, str] | None:
         """{alias: version} for `model`, cached for `ttl_s`; None when the model does not exist."""
         cached = self._aliases.get(model)
         if cached and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
+        if not self._refreshing.acquire(blocking=cached is None):
+            return cached[1]  # another request is asking the registry right now: a moment-old answer
         try:
             found = {a: str(v) for a, v in self.client.get_registered_model(model).aliases.items()}
         except MlflowException:
             return None
+        finally:
+            self._refreshing.release()
         self._aliases[model] = (time.monotonic(), found)
         return found
 
@@ -75,10 +82,14 @@ class Catalog:
         cached = self._approved.get(key)
         if cached and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
+        if not self._refreshing.acquire(blocking=cached is None):
+            return cached[1]
         try:
             found = approval_of(self.client.get_model_version(model, version).tags) is not None
         except MlflowException:
             found = False
+        finally:
+            self._refreshing.release()
         self._approved[key] = (time.monotonic(), found)
         return found
 

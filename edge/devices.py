@@ -99,8 +99,11 @@ def _now() -> int:
 
 
 class DeviceStore:
-    def __init__(self, path: Path, groups: tuple[str, ...] = GROUPS) -> None:
-        self.path, self.groups = path, groups
+    def __init__(self, path: Path, groups: tuple[str, ...] = GROUPS, contact_write_s: float = 60.0) -> None:
+        self.path, self.groups, self.contact_write_s = path, groups, contact_write_s
+        self._written: dict[
+            tuple[str, str], tuple[str, float]
+        ] = {}  # (device, model): (version, when written)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._db().executescript(SCHEMA)
@@ -163,7 +166,14 @@ class DeviceStore:
 
     # -- what each device runs ------------------------------------------------------------------
     def assigned(self, name: str, model: str, version: str) -> None:
-        """Remember what the server told `name` to run (and when it last asked)."""
+        """Remember what the server told `name` to run (and when it last asked). A device polling for
+        the same version is written at most every `contact_write_s`: its last contact is known to
+        that precision, and 1000 devices polling every 30 s cost no disk write per request."""
+        key, now_s = (name, model), time.monotonic()
+        last = self._written.get(key)
+        if last is not None and last[0] == version and now_s - last[1] < self.contact_write_s:
+            return
+        self._written[key] = (version, now_s)
         now = _now()
         self._db().execute(
             "INSERT INTO assignments (device, model, assigned_version, assigned_ms) VALUES (?, ?, ?, ?) "
