@@ -7,12 +7,18 @@ manifest every `check_every_s` and switches to a new approved version atomically
 heartbeats, and summarises its work in telemetry windows (core.telemetry) that it sends to the
 edge server.
 
-Restart-safe by construction: the outbox is the ledger. A result line is written and flushed to
-disk before its file leaves the inbox (into inbox/done/), so a killed agent, restarted, skips files
-whose result it already wrote and never writes one twice; a half-written last line is dropped. The
+Restart-safe by construction: the outbox is the ledger. A result line is written to the operating
+system before its file leaves the inbox (into inbox/done/), so a killed agent, restarted, skips
+files whose result it already wrote and never writes one twice; a half-written last line is
+dropped. The outbox is synced to disk at every window's close and at least every `sync_every_s`,
+not per file (an fsync per image cost a third of the model's time): after a power cut, a file in
+inbox/done/ whose result line did not reach the disk goes back to the inbox and is scored again. The
 open telemetry window is rebuilt from the results after the last closed one. Offline, closed
 windows wait on disk (at most `buffer_windows`, oldest dropped first and counted in the next
 window) and go out when the server answers again.
+
+When the server's heartbeat answer asks for the images of a closed window (someone wants to label
+what a drifted camera saw), the agent sends up to 16 of that window's files from inbox/done/.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from inputs.images import read_grey, resize_square
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 SENSOR_SUFFIXES = {".npz", ".csv", ".parquet"}
 FEATURE_ROWS_PER_FILE = 64  # feature vectors kept per sensor file (evenly spaced): bounds a result line
+KEEP_WINDOW_FILES = 1000  # closed windows whose file lists are kept for sample requests
+SAMPLES_PER_WINDOW = 16  # edge.samples.MAX_FILES
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,19 @@ class Ledger:
     done: set[tuple[str, str]] = field(default_factory=set)
     open_window: list[dict] = field(default_factory=list)  # results since the last closed window
     windows: int = 0
+    window_files: dict[str, list[str]] = field(default_factory=dict)  # recent closed windows' scored files
+    sync_every_s: float = 1.0
+    synced: float = field(default_factory=time.monotonic)
+
+    def _record(self, record: dict) -> None:
+        if record["type"] == "window":
+            self.window_files[record["window_id"]] = [r["file"] for r in self.open_window if "error" not in r]
+            if len(self.window_files) > KEEP_WINDOW_FILES:
+                self.window_files.pop(next(iter(self.window_files)))
+            self.windows, self.open_window = self.windows + 1, []
+        else:
+            self.done.add((record["file"], record["sha256"]))
+            self.open_window.append(record)
 
     @classmethod
     def load(cls, path: Path) -> Ledger:
@@ -83,38 +104,34 @@ class Ledger:
         if len(complete) != len(raw):  # killed mid-line: that result was not delivered, drop it
             path.write_bytes(complete)
         for line in complete.decode().splitlines():
-            record = json.loads(line)
-            if record["type"] == "window":
-                ledger.windows, ledger.open_window = ledger.windows + 1, []
-            else:
-                ledger.done.add((record["file"], record["sha256"]))
-                ledger.open_window.append(record)
+            ledger._record(json.loads(line))
         return ledger
 
-    def append(self, record: dict) -> None:
-        self.append_many([record])
+    def append(self, record: dict, sync: bool = False) -> None:
+        self.append_many([record], sync)
 
-    def append_many(self, records: list[dict]) -> None:
-        """Write the lines and flush them to disk (one fsync for all) before anyone acts on them."""
+    def append_many(self, records: list[dict], sync: bool = False) -> None:
+        """Hand the lines to the operating system before anyone acts on them (a killed process loses
+        none); sync them to disk when asked and at least every `sync_every_s` (a power cut loses at
+        most that much, and `Agent.recover` scores those files again)."""
         if not records:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write("".join(json.dumps(record) + "\n" for record in records))
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync or time.monotonic() - self.synced >= self.sync_every_s:
+                os.fsync(handle.fileno())
+                self.synced = time.monotonic()
         for record in records:
-            if record["type"] == "window":
-                self.windows, self.open_window = self.windows + 1, []
-            else:
-                self.done.add((record["file"], record["sha256"]))
-                self.open_window.append(record)
+            self._record(record)
 
 
 class Agent:
     def __init__(self, cfg: AgentConfig, client: EdgeClient | None) -> None:
         self.cfg, self.client = cfg, client
         self.ledger = Ledger.load(cfg.outbox)
+        self.recover()
         self.outbox = TelemetryOutbox(cfg.state / "telemetry", cfg.buffer_windows)
         self.instance = self._instance_id()
         self.model_path: Path | None = None
@@ -123,6 +140,18 @@ class Agent:
         self.window: WindowBuilder | None = None
         self.window_started = time.monotonic()
         self.last_check = float("-inf")
+
+    def recover(self) -> list[str]:
+        """Files in inbox/done/ without a result line (their line was lost in a power cut before it
+        reached the disk) go back to the inbox, to be scored again; returns their names."""
+        done = self.cfg.inbox / "done" if self.cfg.inbox is not None else None
+        if done is None or not done.is_dir():
+            return []
+        have = {name for name, _ in self.ledger.done}
+        back = [p for p in done.iterdir() if p.is_file() and p.name not in have]
+        for path in back:
+            os.replace(path, self.cfg.inbox / path.name)
+        return [p.name for p in back]
 
     def _instance_id(self) -> str:
         """A random id made once per installation: window ids stay unique if the outbox is ever reset."""
@@ -142,6 +171,7 @@ class Agent:
             with contextlib.suppress(PullError):  # offline or refused: keep running what is installed
                 self.client.pull(self.cfg.model)
             self.outbox.send(self.client)
+            self.send_samples()
         path = installed_model(self.cfg.dest, self.cfg.model).resolve()
         if path != self.model_path:
             self._load(path)
@@ -240,6 +270,23 @@ class Agent:
         """Files that still fit the open window: a batch never spans two windows."""
         return max(1, self.cfg.window_items - (self.window.items if self.window is not None else 0))
 
+    def send_samples(self) -> None:
+        """Upload the images of each window the server asked for (up to 16, evenly spaced), from
+        inbox/done/; a window this agent no longer knows, or whose files are gone, is answered with
+        none, so the request closes as unavailable instead of coming back forever."""
+        for window_id in list(self.client.sample_requests):
+            names = self.ledger.window_files.get(window_id, [])
+            done = (
+                self.cfg.inbox / "done" if self.cfg.inbox is not None else None
+            )  # files given by path: not kept
+            found = [done / n for n in names if done is not None and (done / n).is_file()]
+            keep = (
+                np.linspace(0, len(found) - 1, min(len(found), SAMPLES_PER_WINDOW)).astype(int)
+                if found
+                else []
+            )
+            self.client.send_samples(window_id, [found[i] for i in keep], len(names) - len(found))
+
     # -- windows ------------------------------------------------------------------------------
     def _maybe_close_window(self) -> None:
         full = self.window is not None and self.window.items >= self.cfg.window_items
@@ -255,7 +302,7 @@ class Agent:
                                            "started": self.ledger.open_window[0]["time"] if self.ledger.open_window else _now(),
                                            "ended": _now()}  # fmt: skip
         self.outbox.put(summary)
-        self.ledger.append({"type": "window", "window_id": window_id, "time": _now()})
+        self.ledger.append({"type": "window", "window_id": window_id, "time": _now()}, sync=True)
         self.window = WindowBuilder(
             self.kind, classes=len(self.window.class_counts), seed=self.ledger.windows
         )

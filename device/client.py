@@ -55,6 +55,7 @@ class EdgeClient:
             retries,
         )
         self.http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+        self.sample_requests: list[str] = []  # windows whose images the server asked for
 
     def close(self) -> None:
         self.http.close()
@@ -150,11 +151,32 @@ class EdgeClient:
         return Path(old).name
 
     def heartbeat(self, model: str, version: str | None, status: str = "ok") -> None:
-        with contextlib.suppress(httpx.TransportError):  # a missed heartbeat must never stop a device
-            self.http.post(
+        """Report what runs; the answer lists windows whose images someone asked for (kept in
+        `sample_requests` until they are sent)."""
+        with contextlib.suppress(httpx.TransportError, ValueError):  # a missed heartbeat never stops a device
+            response = self.http.post(
                 f"{self.server}/v1/devices/heartbeat",
                 json={"model": model, "version": version, "status": status},
             )
+            if response.status_code == 200:
+                self.sample_requests = [str(w) for w in response.json().get("samples", [])][:16]
+
+    def send_samples(self, window_id: str, paths: list[Path], missing: int) -> bool:
+        """Upload a requested window's images (index = position) and close the request; False when the
+        server could not be reached or refused (the request stays open and comes back next heartbeat)."""
+        try:
+            for index, path in enumerate(paths):
+                response = self.http.put(f"{self.server}/v1/devices/samples/{window_id}/{index}",
+                                         content=path.read_bytes(), headers={"x-file-name": path.name})  # fmt: skip
+                if response.status_code != 200:
+                    return False
+            response = self.http.post(f"{self.server}/v1/devices/samples/{window_id}",
+                                      json={"files": len(paths), "missing": missing})  # fmt: skip
+        except (httpx.TransportError, OSError):
+            return False
+        if response.status_code == 200:
+            self.sample_requests = [w for w in self.sample_requests if w != window_id]
+        return response.status_code == 200
 
     def _get(self, path: str) -> httpx.Response:
         try:

@@ -1,9 +1,10 @@
 """What the edge server refuses before it reads a request: oversized bodies and too many requests.
 
 An ASGI wrapper around the app, so it runs before routing, authentication and body parsing:
-- a body larger than `max_body_bytes` gets 413; a declared Content-Length above it is refused
-  without reading a byte, a chunked body is cut off as soon as it passes the limit, so the server's
-  memory never depends on what a client sends;
+- a body larger than `max_body_bytes` (or a route's own limit in `larger_bodies`: a PUT of one
+  sample image) gets 413; a declared Content-Length above it is refused without reading a byte, a
+  chunked body is cut off as soon as it passes the limit, so the server's memory never depends on
+  what a client sends;
 - a token bucket per client address and one per bearer token (hashed; known or not, so guessing
   tokens is slowed too) answer 429 with Retry-After once a client goes over its rate.
 """
@@ -57,8 +58,11 @@ async def _reply(send, status: int, detail: str, headers: list[tuple[bytes, byte
 
 
 class Guard:
-    def __init__(self, app, max_body_bytes: int, limits: RateLimits) -> None:
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(
+        self, app, max_body_bytes: int, limits: RateLimits, larger_bodies: dict[str, int] | None = None
+    ) -> None:
+        """`larger_bodies`: {path prefix: limit} for the few routes that take files (PUT only)."""
+        self.app, self.max_body_bytes, self.larger_bodies = app, max_body_bytes, larger_bodies or {}
         self.by_address = Buckets(limits.per_address_per_s, limits.burst_s, limits.max_clients)
         self.by_token = Buckets(limits.per_token_per_s, limits.burst_s, limits.max_clients)
 
@@ -70,10 +74,17 @@ class Guard:
             wait = self.by_token.take(hashlib.sha256(auth[:512]).hexdigest())
         return wait
 
-    async def _bounded_body(self, scope, receive) -> bytes | None:
-        """The whole body when it stays within the limit (read as it arrives), else None."""
+    def body_limit(self, scope) -> int:
+        if scope.get("method") == "PUT":
+            for prefix, limit in self.larger_bodies.items():
+                if scope.get("path", "").startswith(prefix):
+                    return limit
+        return self.max_body_bytes
+
+    async def _bounded_body(self, scope, receive, limit: int) -> bytes | None:
+        """The whole body when it stays within `limit` (read as it arrives), else None."""
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             return None  # refused without reading a byte
         body = bytearray()
         while True:
@@ -81,7 +92,7 @@ class Guard:
             if message["type"] != "http.request":
                 return bytes(body)  # the client went away; the app sees an empty body
             body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
+            if len(body) > limit:
                 return None
             if not message.get("more_body"):
                 return bytes(body)
@@ -94,9 +105,10 @@ class Guard:
             return await _reply(
                 send, 429, "too many requests", [(b"retry-after", str(max(1, round(wait))).encode())]
             )
-        body = await self._bounded_body(scope, receive)
+        limit = self.body_limit(scope)
+        body = await self._bounded_body(scope, receive, limit)
         if body is None:
-            return await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")
+            return await _reply(send, 413, f"request body over {limit} bytes")
         replay = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replayed():

@@ -4,6 +4,10 @@
   GET|HEAD /v1/models/{name}/artifact   the ONNX bytes (ETag = sha256, If-None-Match incl. *, Range)
   POST     /v1/devices/heartbeat        the device reports the version it runs
   POST     /v1/devices/telemetry        one window of what it saw (edge.telemetry), stored once
+  PUT      /v1/devices/samples/{window}/{index}   one image of a window someone asked for (edge.samples)
+  POST     /v1/devices/samples/{window}           the device has sent them all (or has none)
+
+Heartbeat answers list the windows whose images are wanted from this device.
 
 Every request needs `Authorization: Bearer <device token>`. Before any of that, the guard
 (edge.guard) refuses a body above `max_body_bytes` without reading it and limits requests per
@@ -22,12 +26,14 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
 from core.signing import key_id, load_or_create_key, public_pem
 from edge.catalog import MODEL_NAME, Catalog
 from edge.devices import GROUPS, Device, DeviceStore
 from edge.guard import Guard, RateLimits
+from edge.samples import MAX_FILE_BYTES, SampleError, SampleStore
 from edge.telemetry import TelemetryStore, TelemetryWindow
 from registry.store import follow_moves
 
@@ -56,6 +62,16 @@ class EdgeSettings:
     @property
     def telemetry_path(self) -> Path:
         return self.state_dir / "telemetry.db"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.state_dir / "samples"
+
+
+class SamplesSent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    files: int = Field(ge=0, le=16)
+    missing: int = Field(0, ge=0, le=1_000_000)
 
 
 class Heartbeat(BaseModel):
@@ -95,6 +111,7 @@ def _etag_matches(request: Request, etag: str) -> bool:
 def create_app(settings: EdgeSettings) -> FastAPI:
     catalog, devices = open_catalog(settings)
     windows = TelemetryStore(settings.telemetry_path)
+    samples = SampleStore(settings.samples_dir)
     app = FastAPI(title="shopfloor edge", docs_url=None, redoc_url=None, openapi_url=None)
     _plain_errors(app)
 
@@ -135,7 +152,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     @app.post("/v1/devices/heartbeat")
     def heartbeat(beat: Heartbeat, who: Authorized) -> dict:
         devices.reported(who.name, beat.model, beat.version, beat.status)
-        return {"ok": True}
+        return {"ok": True, "samples": samples.pending(who.name)}
 
     @app.post("/v1/devices/telemetry")
     def telemetry(window: TelemetryWindow, who: Authorized) -> dict:
@@ -146,4 +163,23 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         except ValueError:
             raise HTTPException(409, "this window id was already used for another window") from None
 
-    return Guard(app, settings.max_body_bytes, settings.limits)
+    @app.put("/v1/devices/samples/{window_id}/{index}")
+    async def sample(window_id: str, index: int, request: Request, who: Authorized,
+                     x_file_name: str = Header(max_length=100)) -> dict:  # fmt: skip
+        try:
+            body = await request.body()  # already bounded by the guard (MAX_FILE_BYTES)
+            return {
+                "status": await run_in_threadpool(samples.put, who.name, window_id, index, x_file_name, body)
+            }
+        except SampleError as err:
+            raise HTTPException(err.status, str(err)) from None
+
+    @app.post("/v1/devices/samples/{window_id}")
+    def samples_sent(window_id: str, sent: SamplesSent, who: Authorized) -> dict:
+        try:
+            return {"state": samples.close(who.name, window_id, sent.files, sent.missing).state}
+        except SampleError as err:
+            raise HTTPException(err.status, str(err)) from None
+
+    larger = {"/v1/devices/samples/": MAX_FILE_BYTES}
+    return Guard(app, settings.max_body_bytes, settings.limits, larger)

@@ -131,5 +131,10 @@ class TelemetryStore:
         return [(seq, StoredWindow(device, TelemetryWindow.model_validate(json.loads(payload)), received))
                 for seq, device, payload, received in rows]  # fmt: skip
 
+    def get(self, device: str, window_id: str) -> TelemetryWindow | None:
+        row = self._db().execute("SELECT payload FROM windows WHERE device = ? AND window_id = ?",
+                                 (device, window_id)).fetchone()  # fmt: skip
+        return TelemetryWindow.model_validate(json.loads(row[0])) if row else None
+
     def count(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM windows").fetchone()[0]

@@ -1,4 +1,4 @@
-"""`shopfloor monitor ...`: one drift cycle now, and where every device stands."""
+"""`shopfloor monitor ...`: one drift cycle now, where every device stands, a drifted window's images."""
 
 from __future__ import annotations
 
@@ -79,3 +79,45 @@ def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
         console.print(f"Prefect API {url}: monitor-drift every {cfg.every_s} s; drift of {cfg.vibration.model} "
                       f"retrains on {cfg.vibration.data}, of {cfg.images.model} on {cfg.images.data}")  # fmt: skip
         prefect_serve(*loop_deployments(cfg), print_starting_message=False)
+
+
+@app.command()
+def samples(
+    device: Annotated[str, typer.Argument(help="The device, as `shopfloor monitor status` names it.")],
+    window: Annotated[
+        str | None, typer.Option(help="Window id (default: the device's last judged window, drifted first).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the images and their manifest.csv.")] = Path(
+        "to-label"
+    ),
+    state: StateOption = DEFAULT_EDGE_STATE,
+) -> None:
+    """The images of a drifted window, for labelling: asks DEVICE for them (it sends up to 16 after its
+    next manifest check), or, once they arrived, copies them to OUT with a manifest.csv (path, label,
+    group) whose label column you fill in; the defect flow reads that file as a data set."""
+    from edge.samples import SampleStore
+    from monitor.store import MonitorStore
+
+    if window is None:
+        known = sorted((s for s in MonitorStore(state / "monitor.db").states() if s.device == device and s.last_window),
+                       key=lambda s: s.state != "drift")  # fmt: skip
+        if not known:
+            console.print(
+                f"no judged window from device {device!r}: check the name with `shopfloor monitor status`, or pass --window"
+            )
+            raise typer.Exit(2)
+        window = known[0].last_window
+    store = SampleStore(state / "samples")
+    found = store.get(device, window) or store.request(device, window)
+    if found.state == "requested":
+        console.print(f"asked {device} for the images of window {window}; it sends them after its next manifest check. "
+                      "Run this command again to export them.")  # fmt: skip
+    elif found.state == "unavailable":
+        console.print(
+            f"{device} no longer has the images of window {window} ({found.missing} file(s) gone from its inbox/done)."
+        )
+        raise typer.Exit(1)
+    else:
+        manifest = store.export(device, window, out)
+        console.print(f"{found.files} image(s) of window {window} from {device} in {out}/; "
+                      f"fill in the label column of {manifest} (the model's class names) and train on it.")  # fmt: skip

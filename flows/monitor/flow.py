@@ -2,7 +2,8 @@
 
 Deployed on a schedule (flows.deploy); `shopfloor monitor run` runs one cycle now. Each device that
 newly enters drift emits `shopfloor.drift.detected` (resource: the device; labels: model, version,
-line; payload: the explanation), which a deployment trigger turns into a retraining run.
+line; payload: the explanation), which a deployment trigger turns into a retraining run; a camera
+that newly enters drift is also asked for the images of that window (edge.samples), for labelling.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import mlflow
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from edge.samples import SampleStore
 from edge.telemetry import TelemetryStore
 from flows.monitor.config import MonitorConfig
 from flows.monitor.report import cycle_html
@@ -60,6 +62,23 @@ def raise_events(cfg: MonitorConfig, report: CycleReport) -> int:
     return len(report.newly_drifted)
 
 
+@task(name="request-samples", cache_policy=NO_CACHE)
+def request_samples(cfg: MonitorConfig, report: CycleReport) -> list[str]:
+    """Ask each camera that newly drifted for the images of the window that tipped it, so they are
+    waiting for `shopfloor monitor samples DEVICE` (labelling) by the time a person looks."""
+    telemetry, samples = (
+        TelemetryStore(cfg.state_dir / "telemetry.db"),
+        SampleStore(cfg.state_dir / "samples"),
+    )
+    asked = []
+    for state in report.newly_drifted:
+        window = telemetry.get(state.device, state.last_window) if state.last_window else None
+        if window is not None and window.kind == "image-classifier":
+            samples.request(state.device, state.last_window, by="monitor")
+            asked.append(f"{state.device}/{state.last_window}")
+    return asked
+
+
 def _log(cfg: MonitorConfig, report: CycleReport, out: Path) -> None:
     mlflow.log_params(
         {
@@ -90,6 +109,7 @@ def monitor_drift(state_dir: str = str(MonitorConfig().state_dir), tracking_uri:
         report = judge(cfg)
         _log(cfg, report, cfg.state_dir / "reports" / run.info.run_id)
         events = raise_events(cfg, report)
+        request_samples(cfg, report)
     drift = sorted(f"{s.device}/{s.model}" for s in report.states if s.state == "drift")
     return MonitorSummary(run.info.run_id, len(report.assessments), drift,
                           [f"{s.device}/{s.model}" for s in report.newly_drifted], events)  # fmt: skip

@@ -96,6 +96,22 @@ def test_a_killed_agent_resumes_without_losing_or_doubling_results(fleet, tmp_pa
     assert sum(w.window.items for w in windows) == len(IMAGES)  # every result counted once in telemetry
 
 
+def test_files_whose_result_line_a_power_cut_lost_are_scored_again(fleet, tmp_path):
+    """Lines are synced to disk per window and per second, not per file; a power cut may lose the last
+    lines while their files already sit in inbox/done/: those go back to the inbox, scored once."""
+    inbox(tmp_path, IMAGES)
+    agent(fleet, tmp_path, window_items=100).run(stop_when_idle=True)
+    lines = (tmp_path / "outbox.jsonl").read_text().splitlines()
+    (tmp_path / "outbox.jsonl").write_text("\n".join(lines[:6]) + "\n")  # what reached the disk
+    again = agent(fleet, tmp_path, window_items=100)
+    assert sorted(p.name for p in (tmp_path / "inbox").glob("*.jpg")) == sorted(
+        r["file"] for r in map(json.loads, lines[6:]) if r["type"] == "result"
+    )
+    again.run(stop_when_idle=True)
+    names = [r["file"] for r in results(tmp_path)]
+    assert sorted(names) == sorted(p.name for p in IMAGES) and len(names) == len(set(names))
+
+
 def test_offline_windows_wait_on_disk_bounded_and_go_out_later(fleet, tmp_path):
     from tests.fixtures.servers import free_port
 

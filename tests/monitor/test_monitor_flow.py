@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 def test_a_cycle_is_an_mlflow_run_with_a_report_and_drift_raises_an_event(
     prefect_harness, exported_pair, registry_store, tmp_path
 ):
+    from edge.samples import SampleStore
     from flows.monitor.flow import monitor_drift
     from monitor.reference import ImageItems, image_reference
 
@@ -42,6 +43,10 @@ def test_a_cycle_is_an_mlflow_run_with_a_report_and_drift_raises_an_event(
     assert len(runs) == 4
     latest = max(runs, key=lambda r: r.info.start_time)
     assert latest.data.metrics["drift.cam-3.tiles"] == 1.0 and latest.data.metrics["drift.cam-0.tiles"] == 0.0
+    wanted = SampleStore(tmp_path / "edge" / "samples")  # the camera is asked for the window that tipped it
+    tipped = next(cycle for cycle, s in enumerate(summaries) if s.events)
+    assert wanted.pending("cam-3") == [f"w{tipped * 10 + 3:04d}"]
+    assert wanted.pending("cam-0") == []
     assert any(
         a.path == "monitoring/drift_report.html"
         for a in client.list_artifacts(latest.info.run_id, "monitoring")
