@@ -108,6 +108,38 @@ def _etag_matches(request: Request, etag: str) -> bool:
     return "*" in wanted or etag in wanted
 
 
+def _report_routes(app: FastAPI, windows: TelemetryStore, samples: SampleStore, Authorized) -> None:
+    """What devices send back: telemetry windows, and the images of windows someone asked for (edge.samples).
+    `Authorized` is create_app's dependency type."""
+
+    @app.post("/v1/devices/telemetry")
+    def telemetry(window: TelemetryWindow, who: Authorized) -> dict:
+        if window.device is not None and window.device != who.name:
+            raise HTTPException(403, "a device reports its own windows only")
+        try:
+            return {"status": windows.add(who.name, window)}
+        except ValueError:
+            raise HTTPException(409, "this window id was already used for another window") from None
+
+    @app.put("/v1/devices/samples/{window_id}/{index}")
+    async def sample(window_id: str, index: int, request: Request, who: Authorized,
+                     x_file_name: str = Header(max_length=100)) -> dict:  # fmt: skip
+        try:
+            body = await request.body()  # already bounded by the guard (MAX_FILE_BYTES)
+            return {
+                "status": await run_in_threadpool(samples.put, who.name, window_id, index, x_file_name, body)
+            }
+        except SampleError as err:
+            raise HTTPException(err.status, str(err)) from None
+
+    @app.post("/v1/devices/samples/{window_id}")
+    def samples_sent(window_id: str, sent: SamplesSent, who: Authorized) -> dict:
+        try:
+            return {"state": samples.close(who.name, window_id, sent.files, sent.missing).state}
+        except SampleError as err:
+            raise HTTPException(err.status, str(err)) from None
+
+
 def create_app(settings: EdgeSettings) -> FastAPI:
     catalog, devices = open_catalog(settings)
     windows = TelemetryStore(settings.telemetry_path)
@@ -154,32 +186,6 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         devices.reported(who.name, beat.model, beat.version, beat.status)
         return {"ok": True, "samples": samples.pending(who.name)}
 
-    @app.post("/v1/devices/telemetry")
-    def telemetry(window: TelemetryWindow, who: Authorized) -> dict:
-        if window.device is not None and window.device != who.name:
-            raise HTTPException(403, "a device reports its own windows only")
-        try:
-            return {"status": windows.add(who.name, window)}
-        except ValueError:
-            raise HTTPException(409, "this window id was already used for another window") from None
-
-    @app.put("/v1/devices/samples/{window_id}/{index}")
-    async def sample(window_id: str, index: int, request: Request, who: Authorized,
-                     x_file_name: str = Header(max_length=100)) -> dict:  # fmt: skip
-        try:
-            body = await request.body()  # already bounded by the guard (MAX_FILE_BYTES)
-            return {
-                "status": await run_in_threadpool(samples.put, who.name, window_id, index, x_file_name, body)
-            }
-        except SampleError as err:
-            raise HTTPException(err.status, str(err)) from None
-
-    @app.post("/v1/devices/samples/{window_id}")
-    def samples_sent(window_id: str, sent: SamplesSent, who: Authorized) -> dict:
-        try:
-            return {"state": samples.close(who.name, window_id, sent.files, sent.missing).state}
-        except SampleError as err:
-            raise HTTPException(err.status, str(err)) from None
-
+    _report_routes(app, windows, samples, Authorized)
     larger = {"/v1/devices/samples/": MAX_FILE_BYTES}
     return Guard(app, settings.max_body_bytes, settings.limits, larger)
