@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: pip takes these two wheels from this machine's disk (CUDA build, runs on CPU)
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e ".[platform,dev]"
+	# compat: the checkout goes on sys.path itself, so a folder named like a package (an `edge/` state
+	# folder) in the directory a flow runs from cannot shadow the real package (tests/test_layout.py)
+	$(BIN)/python -m pip install --quiet -e ".[platform,dev]" --config-settings editable_mode=compat
 	$(BIN)/python -m pip check
 	rm -f $(VENV)/.installed-* && touch $@
 

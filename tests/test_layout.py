@@ -115,3 +115,20 @@ def test_functions_are_short_enough_to_read_in_one_pass():
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{module}.{node.name}: {lines} lines")
     assert not long, "split these by meaning:\n" + "\n".join(long)
+
+
+def test_a_folder_named_like_a_package_in_the_working_directory_does_not_shadow_it(tmp_path):
+    """Finding: `shopfloor monitor serve` run from a folder holding the edge state as `edge/` (with its
+    `samples/`) failed with "cannot import name 'SampleStore' from 'edge.samples' (unknown location)":
+    Prefect puts the working directory first on sys.path, and with setuptools' default editable finder
+    a plain folder there became the `edge` package. The install puts the checkout on sys.path instead."""
+    import subprocess
+    import sys
+
+    for name in ("edge/samples", "monitor", "device", "core"):
+        (tmp_path / name).mkdir(parents=True, exist_ok=True)
+    code = "import sys; sys.path.insert(0, ''); import edge.samples, monitor.store, device.agent, core.card; print(edge.samples.__file__)"
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert found.returncode == 0 and found.stdout.strip() == str(REPO / "edge" / "samples.py"), found.stderr[
+        -500:
+    ]
