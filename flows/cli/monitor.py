@@ -34,6 +34,9 @@ def run(
         summary = monitor_drift(str(state), tracking_uri, alpha)
     console.print(f"{summary.windows} window(s) judged; in drift: {', '.join(summary.drift) or 'none'}; "
                   f"{summary.events} drift event(s) raised; MLflow run {summary.run_id}")  # fmt: skip
+    if summary.skipped:
+        console.print(f"{summary.skipped} window(s) skipped: their model version has no drift reference (registered "
+                      "before drift monitoring existed); a version trained now gets one at registration.")  # fmt: skip
 
 
 @app.command()

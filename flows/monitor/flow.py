@@ -36,6 +36,7 @@ class MonitorSummary:
     drift: list[str]  # devices in drift after this cycle
     newly_drifted: list[str]
     events: int
+    skipped: int = 0  # windows of versions without a drift reference
 
 
 @task(name="judge-windows", cache_policy=NO_CACHE)
@@ -112,4 +113,4 @@ def monitor_drift(state_dir: str = str(MonitorConfig().state_dir), tracking_uri:
         request_samples(cfg, report)
     drift = sorted(f"{s.device}/{s.model}" for s in report.states if s.state == "drift")
     return MonitorSummary(run.info.run_id, len(report.assessments), drift,
-                          [f"{s.device}/{s.model}" for s in report.newly_drifted], events)  # fmt: skip
+                          [f"{s.device}/{s.model}" for s in report.newly_drifted], events, report.skipped)  # fmt: skip
