@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast repro lint bench ui
+.PHONY: install system demo test test-fast repro lint bench ui
 
 install: $(STAMP)
 
@@ -16,14 +16,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	# compat: the checkout goes on sys.path itself, so a folder named like a package (an `edge/` state
 	# folder) in the directory a flow runs from cannot shadow the real package (tests/test_layout.py)
-	$(BIN)/python -m pip install --quiet -e ".[platform,dev]" --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e ".[platform,team,dev]" --config-settings editable_mode=compat
 	$(BIN)/python -m pip check
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: install
 	$(BIN)/shopfloor train defects --data data/magnetic_tiles
 
-test: install
+# the team stack's tests start PostgreSQL from the Debian package
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+
+test: install system
 	$(BIN)/python -m pytest -q --timeout=900 tests
 
 test-fast: install

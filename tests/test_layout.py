@@ -24,6 +24,7 @@ LAYERS = [
     "edge",
     "device",
     "monitor",
+    "stack",
     "flows",
 ]
 RANK = {name: i for i, name in enumerate(LAYERS)} | {"device": LAYERS.index("edge")}

