@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack import postgres
 from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets
-from stack.services import Service, http_answers, running_pid, start, stop
+from stack.services import Service, StackError, http_answers, running_pid, start, stop
 
 BIN = Path(sys.executable).parent  # weed, mlflow, prefect and shopfloor are installed beside this Python
 POOL = "shopfloor"
@@ -130,6 +133,19 @@ def worker_args() -> list[str]:
     return [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"]
 
 
+def deploy(stack: Stack, every_s: int = 300) -> list[str]:
+    """The flows' deployments on the stack's pool (flows.deploy), created in a child process that has
+    the stack's settings from its first import of Prefect on."""
+    code = ("import json, sys; from pathlib import Path; from flows.deploy import deploy_all; "
+            "print(json.dumps(deploy_all(sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))))")  # fmt: skip
+    env = os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect"))}
+    done = subprocess.run([sys.executable, "-c", code, POOL, stack.url("mlflow"), str(stack.paths.data("edge")), str(every_s)],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    if done.returncode:
+        raise StackError(f"creating the deployments failed: {done.stderr.strip()[-600:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def up(stack: Stack, report=print) -> dict[str, float]:
     """Start what is not running, in order, each healthy before the next; seconds per service."""
     postgres.init_cluster(stack.paths, stack.secrets["postgres_password"])
@@ -141,6 +157,10 @@ def up(stack: Stack, report=print) -> dict[str, float]:
                 stack.paths, stack.ports["postgres"], stack.secrets["postgres_password"]
             )
         report(f"{service.name:9} up ({times[service.name]:.1f} s)")
+    started = time.monotonic()
+    report(
+        f"deployments: {len(deploy(stack))} on the work pool {POOL!r} ({time.monotonic() - started:.1f} s)"
+    )
     return times
 
 

@@ -42,6 +42,18 @@ def up(root: RootOption = Path("stack-state"), host: HostOption = "127.0.0.1") -
 
 
 @app.command()
+def deploy(
+    root: RootOption = Path("stack-state"),
+    every_s: Annotated[int, typer.Option(help="Seconds between monitor-drift runs.")] = 300,
+) -> None:
+    """Create or update the deployments of every flow on the stack's work pool (`up` does this too)."""
+    from stack.team import deploy as create
+
+    for deployment in create(_stack(root), every_s):
+        console.print(f"deployment {deployment}")
+
+
+@app.command()
 def down(root: RootOption = Path("stack-state")) -> None:
     """Stop every service (whole process groups); safe to run twice."""
     from stack.team import down as stop_all

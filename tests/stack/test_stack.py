@@ -127,3 +127,90 @@ def stack_python():
     from stack.team import BIN
 
     return BIN / "python"
+
+
+TINY = [
+    "fit.epochs=1", "fit.warmup_epochs=1", "fit.samples_per_epoch=32", "fit.batch_size=16", "model.image_size=64",
+    "split.test_fraction=0.25", "split.val_fraction=0.25", "checks.rules.min_per_class=5",
+    "promotion.min_macro_f1=0", "promotion.min_class_recall=0", "promotion.max_int8_macro_f1_drop=1",
+    "promotion.min_top1_agreement=0", "promotion.max_latency_ms_p95=100000",
+]  # fmt: skip
+
+
+def on_stack(stack: Stack, code: str, timeout_s: float = 900) -> str:
+    """Run `code` in a client process with the stack's settings (as after `eval "$(shopfloor stack env)"`)."""
+    env = os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect"))}
+    done = subprocess.run(
+        [str(stack_python()), "-c", code], env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_training_submitted_as_a_deployment_runs_on_the_worker_and_reaches_a_device(
+    stack, tile_subset, tmp_path
+):
+    import json
+
+    from device.client import EdgeClient
+    from edge.devices import DeviceStore
+
+    overrides = TINY + [f"tracking.tracking_uri={stack.url('mlflow')}", f"work_dir={tmp_path}/runs",
+                        f"checks.quarantine_dir={tmp_path}/q", f"checks.cache_dir={tmp_path}/cache"]  # fmt: skip
+    code = ("import json; from prefect.deployments import run_deployment; "
+            f"run = run_deployment('train-defect-classifier/team', parameters={{'data': {str(tile_subset)!r}, 'overrides': {overrides!r}}}, timeout=900); "
+            "print(json.dumps([run.state_type.value, str(run.id)]))")  # fmt: skip
+    state, _ = json.loads(on_stack(stack, code))
+    assert state == "COMPLETED", stack.paths.log("worker").read_text()[-3000:]
+    versions = on_stack(stack, "import mlflow; v = mlflow.MlflowClient().get_model_version_by_alias('defect-classifier', 'champion'); "
+                               "print(v.version, mlflow.MlflowClient().get_run(v.run_id).info.status)")  # fmt: skip
+    assert versions.split() == ["1", "FINISHED"]
+    token = DeviceStore(stack.paths.data("edge") / "devices.db").enroll("cam-team")
+    client = EdgeClient(
+        stack.url("edge"),
+        token,
+        (stack.paths.data("edge") / "keys" / "public_key.pem").read_bytes(),
+        tmp_path / "device",
+    )
+    try:
+        pulled = client.pull("defect-classifier")
+    finally:
+        client.close()
+    assert pulled.version == "1" and pulled.path.stat().st_size > 1_000_000
+
+
+def test_a_drift_event_on_the_stack_starts_the_retraining_deployment(stack):
+    """The automation made with the deployment turns `shopfloor.drift.detected` into a flow run."""
+    import json
+
+    code = """
+import json, time, anyio
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+from prefect.events import emit_event
+from prefect.states import Cancelled
+
+async def main():
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name('retrain-anomaly-model/team')
+        before = {r.id for r in await client.read_flow_runs(deployment_filter=DeploymentFilter(id={'any_': [deployment.id]}))}
+        emitted = time.monotonic()
+        emit_event(event='shopfloor.drift.detected', resource={'prefect.resource.id': 'shopfloor.device.motor-z',
+                   'shopfloor.model': 'bearing-anomaly', 'shopfloor.version': '1', 'shopfloor.line': 'line-1'},
+                   payload={'device': 'motor-z', 'model': 'bearing-anomaly', 'version': '1'})
+        while time.monotonic() - emitted < 120:
+            runs = [r for r in await client.read_flow_runs(deployment_filter=DeploymentFilter(id={'any_': [deployment.id]}))
+                    if r.id not in before]
+            if runs:
+                seconds = time.monotonic() - emitted
+                await client.set_flow_run_state(runs[0].id, Cancelled(), force=True)
+                print(json.dumps({'seconds': round(seconds, 1), 'device': runs[0].parameters.get('device')}))
+                return
+            await anyio.sleep(0.5)
+        print(json.dumps({'seconds': None}))
+
+anyio.run(main)
+"""
+    started = json.loads(on_stack(stack, code, timeout_s=300))
+    print(f"drift event -> retraining run created: {started['seconds']} s")
+    assert started["device"] == "motor-z" and started["seconds"] is not None
