@@ -47,3 +47,22 @@ def deploy_all(pool: str, tracking_uri: str, edge_state: Path, every_s: int = 30
                               interval=timedelta(seconds=every_s),
                               parameters={"state_dir": str(edge_state), "tracking_uri": tracking_uri}))  # fmt: skip
     return [str(i) for i in ids]
+
+
+def submit(flow_name: str, parameters: dict) -> tuple[str, str]:
+    """Start `flow_name`'s team deployment on the Prefect server of PREFECT_API_URL without waiting;
+    returns the flow run's id and its page in the Prefect UI."""
+    import os
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    name = f"{flow_name}/{DEPLOYMENT}"
+    with get_client(
+        sync_client=True
+    ) as client:  # the deployment's own overrides (the team's MLflow) come first
+        defaults = client.read_deployment_by_name(name).parameters.get("overrides") or []
+    overrides = list(defaults) + list(parameters.get("overrides") or [])
+    run = run_deployment(name, parameters=parameters | {"overrides": overrides}, timeout=0)
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    return str(run.id), f"{ui}/runs/flow-run/{run.id}"

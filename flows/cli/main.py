@@ -75,6 +75,12 @@ def train_defects(
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue a killed run: its MLflow run id, or 'last'.")
     ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote", help="Submit to the team stack's worker (PREFECT_API_URL) instead of running here."
+        ),
+    ] = False,
 ) -> None:
     """Check the data, train a defect classifier on held-out-tile splits, evaluate, register."""
     from core.config import load_config
@@ -86,6 +92,8 @@ def train_defects(
         raise DataError(
             f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
         )
+    if remote:
+        return submit_training("train-defect-classifier", data, config, set_)
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line
     from flows.images.flow import train_defect_classifier
     from flows.prefect_api import prefect_api
@@ -95,6 +103,26 @@ def train_defects(
 
 
 train_app.command("anomaly")(train_anomaly)
+
+
+def submit_training(flow_name: str, data: Path, config: Path | None, set_: list[str] | None) -> None:
+    """`--remote`: the team deployment runs it on a worker; the worker must see `data` and `config` at the
+    same paths (the stack's machine, or a shared checkout)."""
+    from core.errors import DataError
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise DataError(
+            '--remote needs the team stack: run `eval "$(shopfloor stack env)"` first (PREFECT_API_URL is not set)'
+        )
+    from flows.deploy import submit
+
+    parameters = {
+        "data": str(data.resolve()),
+        "config": str(config.resolve()) if config else None,
+        "overrides": list(set_ or []),
+    }
+    run_id, page = submit(flow_name, parameters)
+    console.print(f"submitted {flow_name} as flow run {run_id}; follow it at {page}")
 
 
 @check_app.command("images")

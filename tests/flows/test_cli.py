@@ -27,6 +27,13 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
     assert "does not exist" in out.stderr and "Traceback" not in out.stderr + out.stdout
 
 
+def test_remote_training_without_a_stack_says_how_to_get_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = subprocess.run([sys.executable, "-m", "flows.cli.main", "train", "defects", "--remote", "--data", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert out.returncode == 2 and "shopfloor stack env" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_bad_setting_names_the_key(tmp_path):
     out = shopfloor("train", "defects", "--data", str(tmp_path), "--set", "fit.epochs=-1")
     assert out.returncode == 2

@@ -214,3 +214,27 @@ anyio.run(main)
     started = json.loads(on_stack(stack, code, timeout_s=300))
     print(f"drift event -> retraining run created: {started['seconds']} s")
     assert started["device"] == "motor-z" and started["seconds"] is not None
+
+
+def test_train_remote_submits_to_the_worker_with_the_teams_tracking(stack, tile_subset):
+    import json
+
+    env = os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect"))}
+    shopfloor = stack_python().parent / "shopfloor"
+    sent = subprocess.run([str(shopfloor), "train", "defects", "--remote", "--data", str(tile_subset), "--set", "fit.epochs=1"],
+                          env=env | {"COLUMNS": "300"}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    said = sent.stdout + sent.stderr  # the CLI's messages go to stderr
+    assert sent.returncode == 0 and "submitted train-defect-classifier" in said, said[-2000:]
+    run_id = said.split("flow run ")[1].split(";")[0]
+    code = f"""
+import json
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelled
+with get_client(sync_client=True) as client:
+    run = client.read_flow_run({run_id!r})
+    client.set_flow_run_state(run.id, Cancelled(), force=True)
+    print(json.dumps(run.parameters))
+"""
+    parameters = json.loads(on_stack(stack, code))
+    assert parameters["data"] == str(tile_subset.resolve())
+    assert parameters["overrides"] == [f"tracking.tracking_uri={stack.url('mlflow')}", "fit.epochs=1"]
