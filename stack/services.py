@@ -97,21 +97,44 @@ def start(paths: StackPaths, service: Service, timeout_s: float = 300) -> float:
     return time.monotonic() - started
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, in any session: a Prefect worker starts each flow run in a
+    session of its own, which a signal to the worker's group does not reach."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def kill_tree(pid: int, sig: int, tree: list[int]) -> None:
+    """`sig` to the group of `pid` and to the group of every process in `tree`."""
+    for member in [pid, *tree]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(os.getpgid(member) if member != pid else pid, sig)
+
+
 def stop(paths: StackPaths, name: str, timeout_s: float = 30) -> bool:
-    """Stop the service's whole process group (its signal, then SIGKILL); True when one was running."""
+    """Stop the service's whole process tree (its signal, then SIGKILL); True when one was running."""
     pid = running_pid(paths, name)
     pidfile = paths.pidfile(name)
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
     sig = int(pidfile.read_text().split()[1]) if len(pidfile.read_text().split()) > 1 else signal.SIGTERM
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
+    tree = descendants(pid)
+    kill_tree(pid, sig, tree)
     deadline = time.monotonic() + timeout_s
     while running_pid(paths, name) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):  # what is left of the group, leader gone or not
-        os.killpg(pid, signal.SIGKILL)
+    kill_tree(pid, signal.SIGKILL, tree)  # what is left, leader gone or not
     while running_pid(paths, name) is not None:
         time.sleep(0.1)
     pidfile.unlink(missing_ok=True)

@@ -238,3 +238,62 @@ with get_client(sync_client=True) as client:
     parameters = json.loads(on_stack(stack, code))
     assert parameters["data"] == str(tile_subset.resolve())
     assert parameters["overrides"] == [f"tracking.tracking_uri={stack.url('mlflow')}", "fit.epochs=1"]
+
+
+def test_a_worker_killed_mid_run_changes_no_model_and_the_next_run_works(stack, tile_subset, tmp_path):
+    """SIGKILL to the worker's process group (a machine losing power looks the same to the stack) while
+    a training runs: no version is registered and the champion stays; a restarted worker runs the next."""
+    import json
+    import signal
+    import time
+
+    from stack.services import descendants, kill_tree, start
+
+    versions = ("import mlflow; found = mlflow.MlflowClient().search_model_versions(\"name = 'defect-classifier'\"); "
+                "print(sorted(int(v.version) for v in found))")  # fmt: skip
+    before = on_stack(stack, versions)
+    overrides = TINY + [
+        f"work_dir={tmp_path}/runs",
+        f"checks.quarantine_dir={tmp_path}/q",
+        f"checks.cache_dir={tmp_path}/cache",
+    ]
+    code = f"""
+import time
+from flows.deploy import submit
+from prefect.client.orchestration import get_client
+run_id, _ = submit('train-defect-classifier', {{'data': {str(tile_subset)!r}, 'overrides': {overrides!r}}})
+with get_client(sync_client=True) as client:
+    while client.read_flow_run(run_id).state_type.value != 'RUNNING':
+        time.sleep(0.5)
+print(run_id)
+"""
+    run_id = on_stack(stack, code)
+    time.sleep(5)  # into the data checks
+    worker = running_pid(stack.paths, "worker")
+    kill_tree(
+        worker, signal.SIGKILL, descendants(worker)
+    )  # the worker and its flow runs, as when its machine dies
+    while running_pid(stack.paths, "worker") is not None:
+        time.sleep(0.2)
+    assert processes_of_run(run_id) == []
+    assert on_stack(stack, versions) == before
+    start(stack.paths, next(s for s in stack.services() if s.name == "worker"))
+    code = ("import json; from prefect.deployments import run_deployment; "
+            "run = run_deployment('monitor-drift/team', timeout=600); print(json.dumps(run.state_type.value))")  # fmt: skip
+    assert json.loads(on_stack(stack, code)) == "COMPLETED"
+    print(f"killed run {run_id}; versions before and after: {before}")
+
+
+def processes_of_run(run_id: str) -> list[int]:
+    """Live processes whose environment names this flow run (Prefect sets PREFECT__FLOW_RUN_ID)."""
+    found, marker = [], f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    for folder in Path("/proc").glob("[0-9]*"):
+        try:
+            if (
+                marker in (folder / "environ").read_bytes()
+                and (folder / "stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+            ):
+                found.append(int(folder.name))
+        except (OSError, IndexError):
+            continue
+    return found
