@@ -20,6 +20,7 @@ from flows.cli.device import app as device_app
 from flows.cli.edge import app as edge_app
 from flows.cli.monitor import app as monitor_app
 from flows.cli.options import ConfigOption, SetOption
+from flows.cli.refusals import refusal
 from flows.cli.registry import app as registry_app
 from flows.cli.stack import app as stack_app
 from flows.cli.vibration import score_app, train_anomaly
@@ -37,6 +38,12 @@ class GuardedGroup(TyperGroup):
             if os.environ.get("SHOPFLOOR_DEBUG"):
                 raise
             console.print(f"[red]error:[/red] {err}", markup=True)
+            raise typer.Exit(2) from None
+        except Exception as err:
+            refused = refusal(err)
+            if refused is None or os.environ.get("SHOPFLOOR_DEBUG"):
+                raise
+            console.print(f"[red]error:[/red] {refused}", markup=True)
             raise typer.Exit(2) from None
 
 

@@ -297,3 +297,20 @@ def processes_of_run(run_id: str) -> list[int]:
         except (OSError, IndexError):
             continue
     return found
+
+
+def test_a_client_with_wrong_credentials_gets_one_line_naming_the_setting(stack, tile_subset):
+    """Findings: a wrong MLflow password or Prefect auth string ended in "unexpected error" (exit 1)."""
+    env = (
+        os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect")), "COLUMNS": "400"}
+    )
+    shopfloor = str(stack_python().parent / "shopfloor")
+    cases = {
+        "MLFLOW_TRACKING_PASSWORD": ([shopfloor, "registry", "list", "defect-classifier"], "wrong"),
+        "PREFECT_API_AUTH_STRING": ([shopfloor, "train", "defects", "--remote", "--data", str(tile_subset)], "shopfloor:wrong"),
+    }  # fmt: skip
+    for setting, (args, value) in cases.items():
+        out = subprocess.run(args, env=env | {setting: value}, capture_output=True, text=True, timeout=300)
+        said = (out.stdout + out.stderr).strip()
+        assert out.returncode == 2 and setting in said and "Traceback" not in said, said[-1500:]
+        assert len([line for line in said.splitlines() if "error:" in line]) == 1
