@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack import postgres
+from stack import dvc_remote, postgres
 from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets
 from stack.services import Service, StackError, http_answers, running_pid, start, stop
 
@@ -146,8 +146,9 @@ def deploy(stack: Stack, every_s: int = 300) -> list[str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def up(stack: Stack, report=print) -> dict[str, float]:
-    """Start what is not running, in order, each healthy before the next; seconds per service."""
+def up(stack: Stack, report=print, dvc_repo: Path | None = None) -> dict[str, float]:
+    """Start what is not running, in order, each healthy before the next; seconds per service. With
+    `dvc_repo`, the stack's bucket becomes that repository's default DVC remote."""
     postgres.init_cluster(stack.paths, stack.secrets["postgres_password"])
     times = {}
     for service in stack.services():
@@ -161,6 +162,10 @@ def up(stack: Stack, report=print) -> dict[str, float]:
     report(
         f"deployments: {len(deploy(stack))} on the work pool {POOL!r} ({time.monotonic() - started:.1f} s)"
     )
+    if dvc_repo is not None:
+        s = stack.secrets
+        dvc_remote.configure(dvc_repo, stack.url("s3"), s["s3_access_key"], s["s3_secret_key"])
+        report(f"DVC remote {dvc_remote.REMOTE!r} of {dvc_repo}: s3://dvc/store (in .dvc/config.local)")
     return times
 
 

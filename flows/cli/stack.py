@@ -35,7 +35,10 @@ def up(root: RootOption = Path("stack-state"), host: HostOption = "127.0.0.1") -
     from stack.team import up as start_all
 
     stack = _stack(root, host)
-    times = start_all(stack, lambda line: console.print(line))
+    here = (
+        Path.cwd() if (Path.cwd() / ".dvc").is_dir() else None
+    )  # this checkout's DVC remote: the stack's bucket
+    times = start_all(stack, lambda line: console.print(line), here)
     console.print(
         f'stack up in {sum(times.values()):.1f} s; for clients: eval "$(shopfloor stack env --root {root})"'
     )

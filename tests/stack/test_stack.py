@@ -314,3 +314,30 @@ def test_a_client_with_wrong_credentials_gets_one_line_naming_the_setting(stack,
         said = (out.stdout + out.stderr).strip()
         assert out.returncode == 2 and setting in said and "Traceback" not in said, said[-1500:]
         assert len([line for line in said.splitlines() if "error:" in line]) == 1
+
+
+def test_data_pushed_with_dvc_to_the_stack_comes_back_on_another_checkout(stack, tmp_path):
+    from stack import dvc_remote
+
+    def dvc(repo: Path, *args: str) -> str:
+        done = subprocess.run(
+            [str(stack_python()), "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, (args, done.stderr[-1500:])
+        return done.stdout
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    for repo in (here, there):
+        repo.mkdir()
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        dvc(repo, "init", "-q")
+        dvc_remote.configure(
+            repo, stack.url("s3"), stack.secrets["s3_access_key"], stack.secrets["s3_secret_key"]
+        )
+    (here / "tiles.txt").write_text("a data version\n" * 1000)
+    dvc(here, "add", "tiles.txt")
+    dvc(here, "push")
+    (there / "tiles.txt.dvc").write_text((here / "tiles.txt.dvc").read_text())  # what git would carry
+    dvc(there, "pull")
+    assert (there / "tiles.txt").read_text() == (here / "tiles.txt").read_text()
+    assert "secret_access_key" not in (here / ".dvc" / "config").read_text()  # keys stay out of git
