@@ -56,6 +56,26 @@ def deploy(
         console.print(f"deployment {deployment}")
 
 
+@app.command("import-store")
+def import_store(
+    source: Annotated[
+        str, typer.Argument(help="The embedded store, e.g. sqlite:///mlflow.db (run from its folder).")
+    ],
+    root: RootOption = Path("stack-state"),
+) -> None:
+    """Copy every experiment, run, artifact, registered model, version (same numbers) and alias of SOURCE
+    into the stack's MLflow: moving from the embedded default to the team stack without losing history."""
+    import os
+
+    stack = _stack(root)
+    os.environ.update(stack.client_env())  # the team MLflow's login, for the client below
+    from stack.migrate import import_store as copy
+
+    counts = copy(source, stack.url("mlflow"), lambda line: console.print(line))
+    console.print(f"imported {counts['runs']} run(s) of {counts['experiments']} experiment(s), "
+                  f"{counts['versions']} version(s) of {counts['models']} model(s)")  # fmt: skip
+
+
 @app.command()
 def down(root: RootOption = Path("stack-state")) -> None:
     """Stop every service (whole process groups); safe to run twice."""

@@ -341,3 +341,46 @@ def test_data_pushed_with_dvc_to_the_stack_comes_back_on_another_checkout(stack,
     dvc(there, "pull")
     assert (there / "tiles.txt").read_text() == (here / "tiles.txt").read_text()
     assert "secret_access_key" not in (here / ".dvc" / "config").read_text()  # keys stay out of git
+
+
+def test_an_embedded_store_moves_into_the_stack_with_its_history(stack, tmp_path):
+    import json
+
+    from mlflow import MlflowClient
+
+    source = f"sqlite:///{tmp_path}/mlflow.db"
+    src = MlflowClient(source)
+    experiment = src.create_experiment("defects", artifact_location=str(tmp_path / "artifacts"))
+    run = src.create_run(experiment, run_name="first")
+    src.log_param(run.info.run_id, "fit.epochs", "12")
+    for step, value in enumerate((0.4, 0.6)):
+        src.log_metric(run.info.run_id, "val_macro_f1", value, step=step)
+    src.log_text(run.info.run_id, "onnx bytes", "export/model.int8.onnx")
+    src.set_terminated(run.info.run_id)
+    src.create_registered_model("tiles-import", description="imported")
+    for _ in range(3):
+        src.create_model_version("tiles-import", f"{run.info.artifact_uri}/export", run_id=run.info.run_id,
+                                 tags={"gate": "passed"})  # fmt: skip
+    src.delete_model_version("tiles-import", "2")
+    src.set_registered_model_alias("tiles-import", "champion", "3")
+
+    env = os.environ | stack.client_env() | {"COLUMNS": "300"}
+    shopfloor = str(stack_python().parent / "shopfloor")
+    done = subprocess.run([shopfloor, "stack", "import-store", source, "--root", str(stack.paths.root)], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    code = """
+import json, mlflow
+c = mlflow.MlflowClient()
+versions = sorted(int(v.version) for v in c.search_model_versions("name = 'tiles-import'"))
+champion = c.get_model_version_by_alias('tiles-import', 'champion')
+history = [m.value for m in c.get_metric_history(champion.run_id, 'val_macro_f1')]
+path = mlflow.artifacts.download_artifacts(f'models:/tiles-import/3')
+print(json.dumps([versions, champion.version, champion.tags, history, sorted(__import__('os').listdir(path))]))
+"""
+    versions, champion, tags, history, files = json.loads(on_stack(stack, code))
+    assert versions == [1, 3] and champion == "3" and tags == {"gate": "passed"}
+    assert history == [0.4, 0.6] and files == ["model.int8.onnx"]
+    again = subprocess.run([shopfloor, "stack", "import-store", source, "--root", str(stack.paths.root)], env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 2 and "already has versions of 'tiles-import'" in again.stdout + again.stderr
