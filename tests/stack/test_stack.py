@@ -155,7 +155,7 @@ def test_a_training_submitted_as_a_deployment_runs_on_the_worker_and_reaches_a_d
     from device.client import EdgeClient
     from edge.devices import DeviceStore
 
-    overrides = TINY + [f"tracking.tracking_uri={stack.url('mlflow')}", f"work_dir={tmp_path}/runs",
+    overrides = TINY + [f"tracking.tracking_uri={stack.url('mlflow')}", f"work_dir={tmp_path}/runs", f"split.frozen_test_dir={tmp_path}/frozen",
                         f"checks.quarantine_dir={tmp_path}/q", f"checks.cache_dir={tmp_path}/cache"]  # fmt: skip
     code = ("import json; from prefect.deployments import run_deployment; "
             f"run = run_deployment('train-defect-classifier/team', parameters={{'data': {str(tile_subset)!r}, 'overrides': {overrides!r}}}, timeout=900); "
@@ -221,7 +221,7 @@ def test_train_remote_submits_to_the_worker_with_the_teams_tracking(stack, tile_
 
     env = os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect"))}
     shopfloor = stack_python().parent / "shopfloor"
-    sent = subprocess.run([str(shopfloor), "train", "defects", "--remote", "--data", str(tile_subset), "--set", "fit.epochs=1"],
+    sent = subprocess.run([str(shopfloor), "train", "defects", "--remote", "--data", str(tile_subset), "--set", "fit.epochs=1", "--set", f"split.frozen_test_dir={tile_subset.parent}/frozen"],
                           env=env | {"COLUMNS": "300"}, capture_output=True, text=True, timeout=300)  # fmt: skip
     said = sent.stdout + sent.stderr  # the CLI's messages go to stderr
     assert sent.returncode == 0 and "submitted train-defect-classifier" in said, said[-2000:]
@@ -237,7 +237,7 @@ with get_client(sync_client=True) as client:
 """
     parameters = json.loads(on_stack(stack, code))
     assert parameters["data"] == str(tile_subset.resolve())
-    assert parameters["overrides"] == [f"tracking.tracking_uri={stack.url('mlflow')}", "fit.epochs=1"]
+    assert parameters["overrides"][:2] == [f"tracking.tracking_uri={stack.url('mlflow')}", "fit.epochs=1"]
 
 
 def test_a_worker_killed_mid_run_changes_no_model_and_the_next_run_works(stack, tile_subset, tmp_path):
@@ -254,6 +254,7 @@ def test_a_worker_killed_mid_run_changes_no_model_and_the_next_run_works(stack, 
     before = on_stack(stack, versions)
     overrides = TINY + [
         f"work_dir={tmp_path}/runs",
+        f"split.frozen_test_dir={tmp_path}/frozen",
         f"checks.quarantine_dir={tmp_path}/q",
         f"checks.cache_dir={tmp_path}/cache",
     ]
