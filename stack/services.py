@@ -97,8 +97,8 @@ def start(paths: StackPaths, service: Service, timeout_s: float = 300) -> float:
     return time.monotonic() - started
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below `pid`, in any session: a Prefect worker starts each flow run in a
+def descendants(*pids: int) -> list[int]:
+    """Every live process below `pids`, in any session: a Prefect worker starts each flow run in a
     session of its own, which a signal to the worker's group does not reach."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -106,19 +106,32 @@ def descendants(pid: int) -> list[int]:
             fields = stat.read_text().rsplit(") ", 1)[1].split()
             if fields[0] != "Z":
                 children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
+    found, todo = [], list(pids)
     while todo:
-        below = children.get(todo.pop(), [])
+        below = [p for p in children.get(todo.pop(), []) if p not in found]
         found += below
         todo += below
     return found
 
 
-def kill_tree(pid: int, sig: int, tree: list[int]) -> None:
-    """`sig` to the group of `pid` and to the group of every process in `tree`."""
-    for member in [pid, *tree]:
+def kill_tree(pid: int, sig: int, known: list[int] = ()) -> None:
+    """`sig` to `pid`, to `known` (processes seen below it earlier: orphans once it exits) and to every
+    process now below any of them, each with its process group. Before SIGKILL they are frozen (SIGSTOP,
+    scanning again until no new process appears), so none forks a child past the kill."""
+    members = list(dict.fromkeys([pid, *known, *descendants(pid, *known)]))
+    while sig == signal.SIGKILL:
+        for member in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member, signal.SIGSTOP)
+        more = [p for p in descendants(*members) if p not in members]
+        if not more:
+            break
+        members += more
+    for member in members:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(os.getpgid(member) if member != pid else pid, sig)
+            os.killpg(os.getpgid(member), sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, sig)
 
 
 def stop(paths: StackPaths, name: str, timeout_s: float = 30) -> bool:

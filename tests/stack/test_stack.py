@@ -247,7 +247,7 @@ def test_a_worker_killed_mid_run_changes_no_model_and_the_next_run_works(stack, 
     import signal
     import time
 
-    from stack.services import descendants, kill_tree, start
+    from stack.services import kill_tree, start
 
     versions = ("import mlflow; found = mlflow.MlflowClient().search_model_versions(\"name = 'defect-classifier'\"); "
                 "print(sorted(int(v.version) for v in found))")  # fmt: skip
@@ -271,10 +271,12 @@ print(run_id)
     run_id = on_stack(stack, code)
     time.sleep(5)  # into the data checks
     worker = running_pid(stack.paths, "worker")
-    kill_tree(
-        worker, signal.SIGKILL, descendants(worker)
-    )  # the worker and its flow runs, as when its machine dies
+    kill_tree(worker, signal.SIGKILL)  # the worker and its flow runs, as when its machine dies
     while running_pid(stack.paths, "worker") is not None:
+        time.sleep(0.2)
+    for _ in range(50):  # SIGKILLed processes are gone within moments
+        if not processes_of_run(run_id):
+            break
         time.sleep(0.2)
     assert processes_of_run(run_id) == []
     assert on_stack(stack, versions) == before
