@@ -42,9 +42,8 @@ from device.client import EdgeClient, PullError, installed_model
 from device.images import ImageModel
 from device.telemetry import TelemetryOutbox
 from device.vibration import score_file
-from inputs.images import read_grey, resize_square
+from inputs.images import IMAGE_SUFFIXES, read_grey, resize_square
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 SENSOR_SUFFIXES = {".npz", ".csv", ".parquet"}
 FEATURE_ROWS_PER_FILE = 64  # feature vectors kept per sensor file (evenly spaced): bounds a result line
 KEEP_WINDOW_FILES = 1000  # closed windows whose file lists are kept for sample requests

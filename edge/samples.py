@@ -26,11 +26,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from inputs.images import IMAGE_SUFFIXES
+
 MAX_FILES = 16  # images per requested window: enough to see what changed, small to label
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a camera frame, JPEG or PNG
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WINDOW_ID = re.compile(r"^[A-Za-z0-9._:-]{1,120}$")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (

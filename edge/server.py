@@ -33,7 +33,7 @@ from core.signing import key_id, load_or_create_key, public_pem
 from edge.catalog import MODEL_NAME, Catalog
 from edge.devices import GROUPS, Device, DeviceStore
 from edge.guard import Guard, RateLimits
-from edge.samples import MAX_FILE_BYTES, SampleError, SampleStore
+from edge.samples import MAX_FILE_BYTES, MAX_FILES, SampleError, SampleStore
 from edge.telemetry import TelemetryStore, TelemetryWindow
 from registry.store import follow_moves
 
@@ -70,7 +70,7 @@ class EdgeSettings:
 
 class SamplesSent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    files: int = Field(ge=0, le=16)
+    files: int = Field(ge=0, le=MAX_FILES)
     missing: int = Field(0, ge=0, le=1_000_000)
 
 

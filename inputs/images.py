@@ -16,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.errors import DataError
 
 RESIZE = "area (box filter), stretched to a square"  # recorded in model cards
+# What counts as an image file, everywhere (data checks, the device agent, sample uploads).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 # Part of every pixel-cache key: a change to decoding or resizing must not reuse old pixels.
 PREPROCESSING_VERSION = "pillow-box-1"
 

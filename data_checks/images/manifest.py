@@ -19,8 +19,8 @@ import pandas as pd
 
 from core.errors import DataError
 from data_checks.findings import Finding, Severity
+from inputs.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 # Magnetic-tile names: `<exp>_num_<frame>`; exp = lighting session, frame = camera frame counter.
 FRAME_NAME = re.compile(r"^(?P<lighting>exp\d+)_num_(?P<frame>\d+)$")
 MANIFEST_COLUMNS = ["path", "label", "group", "mask_path", "lighting"]
