@@ -40,13 +40,17 @@ class StackPaths:
         return self.root / service
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds secrets: mode 0600 from its first byte, not chmod'ed afterwards."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+
+
 def _kept(path: Path, make) -> dict:
     """A JSON file written once (0600) and read back ever after."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(make(), handle, indent=2)
+        write_private(path, json.dumps(make(), indent=2))
     return json.loads(path.read_text())
 
 

@@ -74,16 +74,13 @@ def import_store(source_uri: str, target_uri: str, report=print) -> dict[str, in
     for model in models:
         dst.create_registered_model(model.name, tags=model.tags, description=model.description)
         made = 0
-        for version in sorted(
-            src.search_model_versions(f"name = '{model.name}'"), key=lambda v: int(v.version)
-        ):
+        found = sorted(src.search_model_versions(f"name = '{model.name}'"), key=lambda v: int(v.version))
+        for version in found:
             made = _copy_version(src, dst, source_uri, model.name, version, runs, made)
-            versions += 1
+        versions += len(found)
         for alias, number in model.aliases.items():
             dst.set_registered_model_alias(model.name, alias, number)
-        report(
-            f"model {model.name}: {len(src.search_model_versions(f'name = {model.name!r}'))} version(s), aliases {dict(model.aliases)}"
-        )
+        report(f"model {model.name}: {len(found)} version(s), aliases {dict(model.aliases)}")
     return {"experiments": len(experiments), "runs": len(runs), "models": len(models), "versions": versions}
 
 

@@ -42,7 +42,7 @@ def _own(path: Path) -> None:
         shutil.chown(path, "postgres", "postgres")
 
 
-def init_cluster(paths: StackPaths, password: str) -> None:
+def init_cluster(paths: StackPaths) -> None:
     """Create the cluster once (a folder that has one is left alone)."""
     data, socket_dir = paths.data("postgres") / "data", paths.data("postgres") / "socket"
     if (data / "PG_VERSION").exists():

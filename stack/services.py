@@ -60,6 +60,21 @@ def as_user(user: str | None) -> dict:
     return {"user": user, "group": user, "extra_groups": []} if user else {}
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, parent pid, process group, ...);
+    None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def live(pid: int | str) -> bool:
+    """Running (or sleeping, or stopped): a zombie, dead but not yet reaped, is not live."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def running_pid(paths: StackPaths, name: str) -> int | None:
     """The service's pid when its pidfile names a live process (a zombie child is reaped, not live)."""
     pidfile = paths.pidfile(name)
@@ -69,11 +84,7 @@ def running_pid(paths: StackPaths, name: str) -> int | None:
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited
             return None
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return None if stat.read_text().split(") ")[-1].startswith("Z") else pid
-    except OSError:
-        return None
+    return pid if live(pid) else None
 
 
 def start(paths: StackPaths, service: Service, timeout_s: float = 300) -> float:
@@ -101,11 +112,10 @@ def descendants(*pids: int) -> list[int]:
     """Every live process below `pids`, in any session: a Prefect worker starts each flow run in a
     session of its own, which a signal to the worker's group does not reach."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for folder in Path("/proc").glob("[0-9]*"):
+        fields = proc_stat(folder.name)
+        if fields is not None and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(folder.name))
     found, todo = [], list(pids)
     while todo:
         below = [p for p in children.get(todo.pop(), []) if p not in found]
@@ -141,7 +151,8 @@ def stop(paths: StackPaths, name: str, timeout_s: float = 30) -> bool:
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
-    sig = int(pidfile.read_text().split()[1]) if len(pidfile.read_text().split()) > 1 else signal.SIGTERM
+    recorded = pidfile.read_text().split()  # "<pid> <stop signal>"
+    sig = int(recorded[1]) if len(recorded) > 1 else signal.SIGTERM
     tree = descendants(pid)
     kill_tree(pid, sig, tree)
     deadline = time.monotonic() + timeout_s

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack import dvc_remote, postgres
-from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets
+from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets, write_private
 from stack.services import Service, StackError, http_answers, running_pid, start, stop
 
 BIN = Path(sys.executable).parent  # weed, mlflow, prefect and shopfloor are installed beside this Python
@@ -66,19 +66,29 @@ class Stack:
                 "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
                 "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 
+    def write_configs(self) -> None:
+        """The S3 identity and MLflow's auth settings (both hold secrets) that `up` hands the services."""
+        s = self.secrets
+        identity = {"name": "shopfloor", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    "credentials": [{"accessKey": s["s3_access_key"], "secretKey": s["s3_secret_key"]}]}  # fmt: skip
+        write_private(self.s3_config, json.dumps({"identities": [identity]}))
+        write_private(self.mlflow_auth, f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {self.db('psycopg2', 'mlflow_auth')}\n"
+                      "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")  # fmt: skip
+
+    @property
+    def s3_config(self) -> Path:
+        return self.paths.data("s3") / "s3.json"
+
+    @property
+    def mlflow_auth(self) -> Path:
+        return self.paths.root / "mlflow-auth.ini"
+
     def services(self) -> list[Service]:
         return [postgres.service(self.paths, self.cfg.host, self.ports["postgres"]), self._s3(), self._mlflow(),
                 self._prefect(), self._worker(), self._edge()]  # fmt: skip
 
     def _s3(self) -> Service:
-        data, s = self.paths.data("s3"), self.secrets
-        config = data / "s3.json"
-        data.mkdir(parents=True, exist_ok=True)
-        identity = {"name": "shopfloor", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    "credentials": [{"accessKey": s["s3_access_key"], "secretKey": s["s3_secret_key"]}]}  # fmt: skip
-        config.write_text(json.dumps({"identities": [identity]}))
-        config.chmod(0o600)
-        h = self.cfg.host
+        data, config, h = self.paths.data("s3"), self.s3_config, self.cfg.host
         args = [str(BIN / "weed"), "mini", f"-dir={data}", f"-ip={h}", f"-ip.bind={h}", f"-s3.config={config}",
                 "-bucket=mlflow,dvc", "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
                 f"-s3.port={self.ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -86,10 +96,7 @@ class Stack:
         return Service("s3", args, healthy=http_answers(self.url("s3"), ok=(200, 403)), cwd=data)
 
     def _mlflow(self) -> Service:
-        s, ini = self.secrets, self.paths.root / "mlflow-auth.ini"
-        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {self.db('psycopg2', 'mlflow_auth')}\n"
-                       "admin_username = admin\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")  # fmt: skip
-        ini.chmod(0o600)
+        s, ini = self.secrets, self.mlflow_auth
         env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": s["mlflow_admin_password"],
                "MLFLOW_FLASK_SERVER_SECRET_KEY": s["mlflow_flask_secret"], "MLFLOW_S3_ENDPOINT_URL": self.url("s3"),
                "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
@@ -149,7 +156,8 @@ def deploy(stack: Stack, every_s: int = 300) -> list[str]:
 def up(stack: Stack, report=print, dvc_repo: Path | None = None) -> dict[str, float]:
     """Start what is not running, in order, each healthy before the next; seconds per service. With
     `dvc_repo`, the stack's bucket becomes that repository's default DVC remote."""
-    postgres.init_cluster(stack.paths, stack.secrets["postgres_password"])
+    postgres.init_cluster(stack.paths)
+    stack.write_configs()
     times = {}
     for service in stack.services():
         times[service.name] = start(stack.paths, service)

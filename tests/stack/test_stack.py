@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stack import postgres
-from stack.services import running_pid
+from stack.services import live, proc_stat, running_pid
 from stack.team import Stack, StackConfig, down, status, up
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -112,15 +112,8 @@ def test_down_stops_every_process_group_and_twice_is_safe(tmp_path):
 
 def live_members(group: int) -> list[int]:
     """Processes of process group `group` that still run (zombies, dead but not yet reaped, do not count)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
+    return [int(f.name) for f in Path("/proc").glob("[0-9]*")
+            if (fields := proc_stat(f.name)) is not None and int(fields[2]) == group and live(f.name)]  # fmt: skip
 
 
 def stack_python():
@@ -292,12 +285,9 @@ def processes_of_run(run_id: str) -> list[int]:
     found, marker = [], f"PREFECT__FLOW_RUN_ID={run_id}".encode()
     for folder in Path("/proc").glob("[0-9]*"):
         try:
-            if (
-                marker in (folder / "environ").read_bytes()
-                and (folder / "stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-            ):
+            if marker in (folder / "environ").read_bytes() and live(folder.name):
                 found.append(int(folder.name))
-        except (OSError, IndexError):
+        except OSError:
             continue
     return found
 
