@@ -98,6 +98,7 @@ def samples(
     """The images of a drifted window, for labelling: asks DEVICE for them (it sends up to 16 after its
     next manifest check), or, once they arrived, copies them to OUT with a manifest.csv (path, label,
     group) whose label column you fill in; the defect flow reads that file as a data set."""
+    from core.errors import DataError
     from edge.samples import SampleStore
     from monitor.store import MonitorStore
 
@@ -105,10 +106,9 @@ def samples(
         known = sorted((s for s in MonitorStore(state / "monitor.db").states() if s.device == device and s.last_window),
                        key=lambda s: s.state != "drift")  # fmt: skip
         if not known:
-            console.print(
+            raise DataError(
                 f"no judged window from device {device!r}: check the name with `shopfloor monitor status`, or pass --window"
             )
-            raise typer.Exit(2)
         window = known[0].last_window
     store = SampleStore(state / "samples")
     found = store.get(device, window) or store.request(device, window)
