@@ -34,3 +34,7 @@ class ExportError(ShopfloorError):
 
 class RegistryError(ShopfloorError):
     """A model, version or alias is missing, or a promotion rule refuses a move."""
+
+
+class TrainingError(ShopfloorError):
+    """A training process failed: one rank of a multi-process fit, with its own error printed above."""

@@ -88,11 +88,22 @@ def train_defects(
             "--remote", help="Submit to the team stack's worker (PREFECT_API_URL) instead of running here."
         ),
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Fine-tune on N processes with torchrun (DistributedDataParallel; one GPU each where there are GPUs). Same as --set fit.processes=N.",
+        ),
+    ] = None,
 ) -> None:
     """Check the data, train a defect classifier on held-out-tile splits, evaluate, register."""
     from core.config import load_config
     from core.errors import DataError
     from flows.images.config import DefectJobConfig
+
+    if processes is not None:
+        set_ = [*(set_ or []), f"fit.processes={processes}"]
 
     load_config(DefectJobConfig, config, set_)  # fail on a bad setting before Prefect starts
     if not data.exists():

@@ -33,6 +33,7 @@ from registry.tracking import configure, fail_abandoned_runs, git_commit, proces
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
+from training.images.torchrun import train_on_processes
 from training.images.train import train_classifier
 
 FLOW_NAME = "train-defect-classifier"
@@ -79,6 +80,11 @@ def fine_tune(cfg: DefectJobConfig, manifest, classes: list[str], out_dir: Path,
     def log_epoch(row: dict) -> None:
         mlflow.log_metrics({k: v for k, v in row.items() if isinstance(v, float)}, step=row["epoch"])
 
+    if cfg.fit.processes > 1:  # torchrun's rank 0 logs the epochs to this run itself
+        run = (mlflow.get_tracking_uri(), mlflow.active_run().info.run_id)
+        return train_on_processes(
+            manifest, classes, cfg.model, cfg.augment, cfg.fit, out_dir, cfg.checks.cache_dir, resume, run
+        )
     return train_classifier(
         manifest, classes, cfg.model, cfg.augment, cfg.fit, out_dir, cfg.checks.cache_dir, resume, log_epoch
     )

@@ -138,3 +138,35 @@ def test_the_version_carries_its_monitoring_reference(flow_run):
     assert reference["kind"] == "image-classifier" and len(reference["embeddings"][0]) == 16
     assert {"embedding_mmd", "confidence_ks", "class_mix_chi2", "brightness_ks"} <= set(reference["floors"])
     assert 0 <= reference["accuracy"]["validation_accuracy"] <= 1
+
+
+def test_two_training_processes_register_once_and_log_each_epoch_once(tile_subset, tmp_path):
+    """`--processes 2`: torchrun's ranks train, the flow evaluates, exports and registers one version;
+    rank 0 alone logs the epochs to the flow's run."""
+    import subprocess
+    import sys
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = TINY + LENIENT_GATE + [
+        f"tracking.tracking_uri={store}", f"work_dir={tmp_path}/runs", f"split.frozen_test_dir={tmp_path}/frozen",
+        f"checks.quarantine_dir={tmp_path}/quarantine", f"checks.cache_dir={tmp_path}/cache",
+    ]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "flows.cli.main",
+        "train",
+        "defects",
+        "--processes",
+        "2",
+        "--data",
+        str(tile_subset),
+    ]
+    for setting in settings:
+        command += ["--set", setting]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = mlflow.MlflowClient(store)
+    (version,) = client.search_model_versions("name='defect-classifier'")
+    assert [m.step for m in client.get_metric_history(version.run_id, "val_macro_f1")] == [1, 2]
+    assert client.get_run(version.run_id).data.params["fit.processes"] == "2"

@@ -99,6 +99,10 @@ class FitConfig(Frozen):
     # None: 0 on CPU (pixels are decoded once and cached; workers would steal the cores the model
     # needs) and several on CUDA, so augmentation runs beside the GPU instead of between its steps.
     num_workers: int | None = Field(None, ge=0)
+    # > 1: torchrun starts this many training processes (DistributedDataParallel: gloo on CPU, one GPU
+    # each with nccl); batch_size stays the global batch. One process on this 2-core CPU is faster
+    # (RESULTS.md section 7): more processes pay off with more cores, GPUs or machines.
+    processes: int = Field(1, ge=1)
 
     @field_validator("device")
     @classmethod

@@ -4,6 +4,8 @@ Reads top to bottom like nanoGPT's loop. Each epoch ends with validation macro-F
 checkpoint (so a killed run resumes) and, when it improved, `best.pt`; training stops early when
 validation has not improved for `early_stopping_patience` epochs. Every epoch re-seeds from
 (seed, epoch), so a resumed run draws the same samples and augmentations as an unbroken one.
+Under torchrun the same loop runs on every rank (training.images.ranks): gradients are averaged,
+validation is shared, and rank 0 alone saves, prints and reports.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from training.images.loader import make_loader
 from training.images.losses import classification_loss
 from training.images.metrics import macro_f1
 from training.images.model import DefectClassifier, ModelSpec
+from training.images.ranks import Rank, all_sum, barrier, current, gather, rank_device, trainable
 
 console = Console(stderr=True)
 
@@ -108,9 +111,9 @@ def _step_loss(model, loss_fn, batch, device, aux_seg_weight: float) -> torch.Te
 
 
 def _train_epoch(
-    model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight: float
+    model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight: float, rank: Rank
 ) -> tuple[int, float, float]:
-    """One pass over `loader`; returns (images seen, summed loss, seconds).
+    """One pass over `loader`; returns (images seen, summed loss, seconds), over all ranks.
 
     The loss is summed on the device and read once at the end: a `.item()` per step would make
     the CPU wait for every GPU step before it can queue the next one.
@@ -118,7 +121,7 @@ def _train_epoch(
     started, seen = time.perf_counter(), 0
     loss_sum = torch.zeros((), device=device)
     columns = (*Progress.get_default_columns(), TextColumn("{task.fields[speed]}"))
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, disable=not rank.main) as bar:
         task = bar.add_task("  training", total=len(loader), speed="")
         for batch in loader:
             loss = _step_loss(model, loss_fn, batch, device, aux_seg_weight)
@@ -128,20 +131,24 @@ def _train_epoch(
             scheduler.step()
             seen += len(batch[1])
             loss_sum += loss.detach() * len(batch[1])
-            bar.update(task, advance=1, speed=f"{seen / (time.perf_counter() - started):.1f} img/s")
-    return seen, float(loss_sum), time.perf_counter() - started
+            speed = seen * rank.world / (time.perf_counter() - started)
+            bar.update(task, advance=1, speed=f"{speed:.1f} img/s")
+    seen, loss_total = all_sum([seen, float(loss_sum)], rank)
+    return int(seen), loss_total, time.perf_counter() - started
 
 
 def _validate(
-    model: DefectClassifier, data: TrainingData, val_idx: np.ndarray, device, batch_size: int
+    model: DefectClassifier, data: TrainingData, val_idx: np.ndarray, device, batch_size: int, rank: Rank
 ) -> float:
-    """Validation macro-F1: what early stopping and the choice of `best.pt` follow."""
-    val_proba = predict_proba(model.eval(), data.images[val_idx], device, batch_size)
-    return macro_f1(data.labels[val_idx], val_proba.argmax(1), len(data.classes))
+    """Validation macro-F1: what early stopping and the choice of `best.pt` follow. Each rank
+    predicts its share; all ranks get the same score, so they stop together."""
+    mine = np.array_split(val_idx, rank.world)[rank.rank]
+    predicted = predict_proba(model.eval(), data.images[mine], device, batch_size).argmax(1)
+    return macro_f1(data.labels[val_idx], gather(predicted, rank), len(data.classes))
 
 
 def _resume(
-    model: DefectClassifier, last_path: Path, resume: bool, total_epochs: int
+    model: DefectClassifier, last_path: Path, resume: bool, total_epochs: int, rank: Rank
 ) -> tuple[dict, dict | None]:
     """The loop's state, fresh or from `last.pt` (whose weights go into `model`), and the saved payload."""
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
@@ -149,7 +156,8 @@ def _resume(
     if saved is None:
         return state, None
     model.load_state_dict(saved["model"])
-    console.print(f"Resuming from {last_path} at epoch {saved['epoch'] + 1}/{total_epochs}", markup=False)
+    if rank.main:
+        console.print(f"Resuming from {last_path} at epoch {saved['epoch'] + 1}/{total_epochs}", markup=False)
     return {k: saved[k] for k in state}, saved
 
 
@@ -194,40 +202,47 @@ def fit(
     pretrained: bool = True,
 ) -> FitResult:
     """Train on `train_idx`, select on `val_idx`; checkpoints go to `out_dir`."""
-    device = resolve_device(cfg.device)
+    rank = current()
+    device = rank_device(resolve_device(cfg.device), rank)
     torch.manual_seed(cfg.seed)
     model = DefectClassifier(spec, pretrained=pretrained).to(device, memory_format=torch.channels_last)
     loss_fn = classification_loss(cfg, data.labels[train_idx], len(spec.classes)).to(device)
     transform = build_augmentation(augment)
     total_epochs = cfg.warmup_epochs + cfg.epochs
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    state, saved = _resume(model, last_path, resume, total_epochs)
+    state, saved = _resume(model, last_path, resume, total_epochs, rank)
 
-    optimizer = scheduler = phase = None
+    optimizer = scheduler = phase = stepped = None
     speeds = []
     while state["epoch"] < total_epochs and state["bad_epochs"] < cfg.early_stopping_patience:
         frozen = state["epoch"] < cfg.warmup_epochs
-        loader = make_loader(data, train_idx, transform, cfg, device, state["epoch"])
-        if phase != frozen:  # a new phase gets a fresh optimiser and schedule
-            optimizer, scheduler = _phase_optimizer(model, cfg, frozen, len(loader), saved)
-            phase = frozen
+        loader = make_loader(data, train_idx, transform, cfg, device, state["epoch"], rank)
         _set_phase(model, frozen, cfg)
-        torch.manual_seed(cfg.seed * 1000 + state["epoch"])
+        if phase != frozen:  # a new phase gets a fresh optimiser and schedule (and DDP wrapper)
+            optimizer, scheduler = _phase_optimizer(model, cfg, frozen, len(loader), saved)
+            stepped, phase = trainable(model, rank, device), frozen
+        torch.manual_seed(cfg.seed * 1000 + state["epoch"] + 7919 * rank.rank)
 
         seen, loss_sum, seconds = _train_epoch(
-            model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight
+            stepped, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight, rank
         )
         speeds.append(seen / seconds)
-        score = _validate(model, data, val_idx, device, cfg.batch_size)
+        score = _validate(model, data, val_idx, device, cfg.batch_size, rank)
         row, improved = _record(state, score, frozen, seen, loss_sum, seconds, scheduler.get_last_lr()[0])
-        _report(row, improved, total_epochs, seconds)
-        extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}
-        for path in (best_path, last_path) if improved else (last_path,):
-            save_checkpoint(path, model, **state, **extra)
-        if on_epoch_end is not None:
-            on_epoch_end(row)
+        if rank.main:
+            _report(row, improved, total_epochs, seconds)
+            extra = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "frozen": frozen,
+            }
+            for path in (best_path, last_path) if improved else (last_path,):
+                save_checkpoint(path, model, **state, **extra)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
 
-    if state["best_epoch"] < 0:  # zero epochs asked for: the pretrained start is the model
+    if state["best_epoch"] < 0 and rank.main:  # zero epochs asked for: the pretrained start is the model
         save_checkpoint(best_path, model, **state)
+    barrier(rank)  # the files exist before any rank returns
     mean_speed = float(np.mean(speeds)) if speeds else 0.0
     return FitResult(best_path, last_path, state["best_epoch"] + 1, state["best_score"], state["history"], mean_speed, str(device))  # fmt: skip

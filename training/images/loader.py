@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomS
 from training.images.config import FitConfig, Imbalance
 from training.images.data import TrainingData
 from training.images.device import loader_workers
+from training.images.ranks import ALONE, Rank, per_rank_batch, shard
 
 
 class AugmentedImages(Dataset):
@@ -39,10 +40,15 @@ def make_loader(
     cfg: FitConfig,
     device: torch.device,
     epoch: int,
+    rank: Rank = ALONE,
 ) -> DataLoader:
-    """One epoch's loader, seeded by (seed, epoch) so a resumed run repeats the same draws."""
+    """One epoch's loader, seeded by (seed, epoch) so a resumed run repeats the same draws.
+
+    Every rank draws the same global order and keeps its slice of each global batch; a last global
+    batch that is not full is dropped before slicing (a batch of 1 breaks BatchNorm).
+    """
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    transform.set_random_seed(cfg.seed * 1000 + epoch)
+    transform.set_random_seed(cfg.seed * 1000 + epoch + 7919 * rank.rank)
     dataset = AugmentedImages(data, indices, transform)
     count = cfg.samples_per_epoch or len(indices)
     if cfg.imbalance == Imbalance.BALANCED_SAMPLER:
@@ -54,14 +60,16 @@ def make_loader(
         sampler = RandomSampler(
             dataset, replacement=count > len(indices), num_samples=count, generator=generator
         )
+    order = list(sampler)
+    if count > cfg.batch_size:
+        order = order[: len(order) // cfg.batch_size * cfg.batch_size]
     workers = loader_workers(cfg.num_workers, device)
     return DataLoader(
         dataset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
+        batch_size=per_rank_batch(cfg.batch_size, rank),
+        sampler=shard(order, cfg.batch_size, rank),
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        drop_last=count > cfg.batch_size,  # a batch of 1 breaks BatchNorm
         worker_init_fn=_seed_worker if workers else None,
         persistent_workers=False,
     )

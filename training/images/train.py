@@ -17,6 +17,7 @@ from training.images.config import AugmentConfig, FitConfig, ModelConfig
 from training.images.data import split_indices, training_data
 from training.images.fit import FitResult, fit
 from training.images.model import make_spec
+from training.images.ranks import current
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,10 @@ def train_classifier(
         str(model_cfg.backbone), classes, model_cfg.image_size, model_cfg.dropout,
         model_cfg.aux_seg_weight > 0, model_cfg.mask_pooling,
     )  # fmt: skip
-    shown = preview_examples(data.labels, parts["train"], len(classes))
-    preview = preview_grid(data.images[shown], augment_cfg, out_dir / "augmentation_preview.png")
+    preview = out_dir / "augmentation_preview.png"
+    if current().main:  # one picture, not one per training process
+        shown = preview_examples(data.labels, parts["train"], len(classes))
+        preview_grid(data.images[shown], augment_cfg, preview)
     result = fit(
         fit_cfg, augment_cfg, spec, data, parts["train"], parts["val"], out_dir / "checkpoints",
         resume=resume, aux_seg_weight=model_cfg.aux_seg_weight, on_epoch_end=on_epoch_end,
