@@ -188,6 +188,14 @@ def _report(row: dict, improved: bool, total_epochs: int, seconds: float) -> Non
     )
 
 
+def _save(model: DefectClassifier, state: dict, paths: tuple[Path, ...], on_epoch_end, row: dict) -> None:
+    """Rank 0's end of an epoch: `last.pt` (and `best.pt` when validation improved), then the report."""
+    for path in paths:
+        save_checkpoint(path, model, **state)
+    if on_epoch_end is not None:
+        on_epoch_end(row)
+
+
 def fit(
     cfg: FitConfig,
     augment: AugmentConfig,
@@ -231,15 +239,8 @@ def fit(
         row, improved = _record(state, score, frozen, seen, loss_sum, seconds, scheduler.get_last_lr()[0])
         if rank.main:
             _report(row, improved, total_epochs, seconds)
-            extra = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "frozen": frozen,
-            }
-            for path in (best_path, last_path) if improved else (last_path,):
-                save_checkpoint(path, model, **state, **extra)
-            if on_epoch_end is not None:
-                on_epoch_end(row)
+            saved_state = state | {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}  # fmt: skip
+            _save(model, saved_state, (best_path, last_path) if improved else (last_path,), on_epoch_end, row)
 
     if state["best_epoch"] < 0 and rank.main:  # zero epochs asked for: the pretrained start is the model
         save_checkpoint(best_path, model, **state)
