@@ -25,14 +25,24 @@ def _set_dotted(tree: dict[str, Any], dotted: str, raw: str) -> None:
     node[leaf] = yaml.safe_load(raw)  # "3" -> 3, "true" -> True, "[a, b]" -> list
 
 
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML; a file that is missing or does not parse is one line naming where."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config {path}{where} is not valid YAML ({problem}): fix it there") from None
+
+
 def load_config(model: type[BaseModel], path: Path | None = None, overrides: list[str] | None = None) -> Any:
     """Validate YAML + `key.sub=value` overrides into `model`; errors name the key and the problem."""
     tree: dict[str, Any] = {}
     if path is not None:
-        try:
-            tree = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from err
+        tree = _read_yaml(Path(path))
         if not isinstance(tree, dict):
             raise ConfigError(f"config {path} must be a mapping of sections, found {type(tree).__name__}")
     for item in overrides or []:

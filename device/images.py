@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from core.card import IMAGE_CLASSIFIER, classes, read_card
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from core.onnx_runtime import run_batched, session
 from inputs.images import load_batch
 
@@ -60,11 +60,23 @@ class ImageModel:
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 
 
-def predict_files(model_path: Path, images: list[str]) -> list[Verdict]:
-    """Classify files with an exported model; preprocessing and threshold come from its own card."""
+def predict_files(model_path: Path, images: list[str]) -> tuple[list[Verdict], list[DataError]]:
+    """Classify files with an exported model; preprocessing and threshold come from its own card.
+
+    A file that cannot be read is returned as its error and the others are classified: one bad
+    file in a batch must not cost the verdicts of the good ones."""
     model = ImageModel(model_path)
-    proba = run_batched(model.session, load_batch(images, model.size))
-    return [model.verdict(path, p) for path, p in zip(images, proba, strict=True)]
+    readable, pixels, errors = [], [], []
+    for path in images:
+        try:
+            pixels.append(load_batch([path], model.size))
+            readable.append(path)
+        except DataError as err:
+            errors.append(err)
+    if not readable:
+        return [], errors
+    proba = run_batched(model.session, np.concatenate(pixels))
+    return [model.verdict(path, p) for path, p in zip(readable, proba, strict=True)], errors
 
 
 def verdicts_json(verdicts: list[Verdict]) -> str:

@@ -35,6 +35,8 @@ def read_grey(path: str | Path) -> np.ndarray:
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
             return np.asarray(image.convert("L"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise DataError(
             f"{path}: cannot decode as an image (corrupt, truncated or not an image file): {err}"

@@ -160,9 +160,17 @@ def pull(
     dest: DeviceRoot = DEFAULT_DEVICE_ROOT,
 ) -> None:
     """Device side: fetch the assigned version, verify signature and sha256, install atomically."""
+    from core.errors import DataError
     from device.client import EdgeClient
 
-    client = EdgeClient(server, token, public_key.read_bytes(), dest)
+    try:
+        key = public_key.read_bytes()
+    except OSError as err:
+        raise DataError(
+            f"--public-key {public_key}: {err.strerror}; copy the server's public key "
+            "(the file `shopfloor edge enroll` names) onto this device and pass its path"
+        ) from None
+    client = EdgeClient(server, token, key, dest)
     try:
         result = client.pull(model)
     finally:
@@ -184,11 +192,19 @@ def predict(
     dest: DeviceRoot = DEFAULT_DEVICE_ROOT,
 ) -> None:
     """Device side: classify images with the installed model (ONNX Runtime)."""
+    from core.errors import DataError
     from device.images import predict_files
 
-    for v in predict_files(_installed(model, dest), [str(p) for p in images]):
+    verdicts, errors = predict_files(_installed(model, dest), [str(p) for p in images])
+    for v in verdicts:
         decision = "" if v.reject is None else ("  REJECT" if v.reject else "  accept")
         console.print(f"{v.path}: {v.label} ({v.probability:.2f}){decision}")
+    for err in errors:
+        console.print(f"error: {err}", markup=False, highlight=False)
+    if errors:
+        raise DataError(
+            f"{len(errors)} of {len(images)} files could not be read (listed above); the rest were classified"
+        )
 
 
 @app.command()

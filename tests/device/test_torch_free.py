@@ -97,13 +97,43 @@ def test_a_camera_box_pulls_the_image_model_and_classifies_like_the_platform(fle
     out = on_device(fleet, "edge", "predict", *map(str, IMAGES), "--model", "tiles", "--dest", "models")
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith(str(TILES))]
-    expected = predict_files(
+    expected, _ = predict_files(
         fleet["dir"] / "models" / "tiles" / "current" / "model.onnx", list(map(str, IMAGES))
     )
     assert len(lines) == len(IMAGES)
     for line, verdict in zip(lines, expected, strict=True):
         decision = "REJECT" if verdict.reject else "accept"
         assert line == f"{verdict.path}: {verdict.label} ({verdict.probability:.2f})  {decision}"
+
+
+def test_predict_goes_on_past_a_bad_file_and_exits_2_naming_it(fleet, tmp_path):
+    pull(fleet, "tiles")
+    out = on_device(
+        fleet,
+        "edge",
+        "predict",
+        str(tmp_path / "gone.jpg"),
+        str(IMAGES[0]),
+        "--model",
+        "tiles",
+        "--dest",
+        "models",
+    )
+    assert out.returncode == 2
+    assert any(line.startswith(f"{IMAGES[0]}: MT_") for line in out.stderr.splitlines())
+    assert f"error: {tmp_path / 'gone.jpg'}: no such file" in out.stderr
+    assert "1 of 2 files could not be read" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_missing_public_key_file_is_named_not_an_unexpected_error(fleet, tmp_path):
+    """Finding: `edge pull` with a missing public-key file exited 1 with "unexpected error (FileNotFoundError)"."""
+    out = on_device(fleet, "edge", "pull", "tiles", "--server", "http://127.0.0.1:9", "--token", "t",
+                    "--public-key", str(tmp_path / "server.pem"), "--dest", "models")  # fmt: skip
+    assert out.returncode == 2 and "unexpected" not in out.stderr
+    assert out.stderr.strip() == (
+        f"error: --public-key {tmp_path / 'server.pem'}: No such file or directory; copy the server's public key "
+        "(the file `shopfloor edge enroll` names) onto this device and pass its path"
+    )
 
 
 def test_a_model_of_the_wrong_kind_is_refused_in_one_line(fleet):

@@ -206,13 +206,32 @@ def test_status_lists_devices_and_versions(edge):
     shutil.rmtree(edge["root"] / "devices", ignore_errors=True)
 
 
+def test_one_unreadable_file_in_a_batch_is_reported_and_the_others_are_classified(
+    edge, tile_subset_master, tmp_path
+):
+    """Finding: one corrupt image aborted a whole `edge predict` batch; a missing file read "cannot decode"."""
+    from device.images import predict_files
+
+    path = device(edge, "press-10").pull(MODEL).path
+    good = [str(p) for p in sorted(tile_subset_master.rglob("*.jpg"))[:2]]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(Path(good[0]).read_bytes()[:2000])
+    verdicts, errors = predict_files(path, [good[0], str(corrupt), str(tmp_path / "gone.jpg"), good[1]])
+    assert [v.path for v in verdicts] == good
+    assert [str(e).split(": ")[:2] for e in errors] == [
+        [str(corrupt), "cannot decode as an image (corrupt, truncated or not an image file)"],
+        [str(tmp_path / "gone.jpg"), "no such file"],
+    ]
+
+
 def test_pulled_model_predicts_real_images(edge, tile_subset_master):
     from device.images import predict_files
 
     d = device(edge, "press-9")
     path = d.pull(MODEL).path
     images = [str(p) for p in sorted(tile_subset_master.rglob("*.jpg"))[:4]]
-    verdicts = predict_files(path, images)
+    verdicts, errors = predict_files(path, images)
+    assert errors == []
     assert [v.path for v in verdicts] == images
     assert all(
         v.label.startswith("MT_") and 0 < v.probability <= 1 and v.reject in (True, False) for v in verdicts
