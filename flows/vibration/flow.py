@@ -19,7 +19,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from core.config import load_config
+from core.onnx_runtime import cpu_facts
 from core.settings import DEFAULT_EDGE_STATE
+from data_checks.report import write_checks_html
 from data_checks.versioning import dvc_data_version
 from data_checks.vibration.gate import CheckedSensorData, check_sensor_data
 from export.vibration.onnx import onnx_scores
@@ -28,9 +30,12 @@ from flows.report import console, print_findings
 from flows.rollout import canary_first
 from flows.vibration.config import AnomalyJobConfig
 from inputs.vibration.features import FEATURE_SET
+from inputs.vibration.overlap import ARTIFACT as TRAINING_BLOCKS
+from inputs.vibration.overlap import training_fingerprint
 from monitor.reference import vibration_reference
 from monitor.references import log_reference
 from registry import publish
+from registry.review import anomaly_page, describe
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
 from registry.vibration import log_anomaly_model, release_anomaly
 from training.vibration.dataset import AnomalyDataset, add_device_rows, build_dataset
@@ -61,6 +66,10 @@ class AnomalyRunSummary:
 def check_data(cfg: AnomalyJobConfig, data: Path, out_dir: Path) -> CheckedSensorData:
     checked = check_sensor_data(data, cfg.data.declared, cfg.data.rules, out_dir)
     print_findings(checked.findings, "Sensor checks")
+    blocks = training_fingerprint(
+        [r.record for r in checked.records], cfg.data.normal_labels, cfg.split.calibration_end
+    )
+    mlflow.log_dict(blocks, TRAINING_BLOCKS)  # scoring warns when a file overlaps these
     return checked
 
 
@@ -133,6 +142,8 @@ def log_and_register(cfg: AnomalyJobConfig, checked: CheckedSensorData, trained:
         plots | {"md": eval_dir / "protocol.md", "json": eval_dir / "protocol.json"}, "evaluation"
     )
     publish.log_files(checked.files, "data_checks")
+    report = write_checks_html("Data checks", checked.counts(), checked.findings, eval_dir / "report.html")
+    publish.log_files({"report": report}, "data_checks")  # renders in the MLflow UI (Data Docs do not)
     publish.log_directory(checked.docs_dir, "data_checks/data_docs")
     model_uri = log_anomaly_model(exported)
     tags = {k: str(v) for k, v in lineage.items() if k != "run_id"} | {
@@ -162,6 +173,15 @@ def gate_and_promote(cfg: AnomalyJobConfig, version, report: ProtocolReport):
     mlflow.log_dict(gate.to_dict(), "promotion/gate_report.json")
     mlflow.set_tag("promoted_to_champion", str(promoted).lower())
     return gate, promoted
+
+
+@task(name="describe-for-review", cache_policy=NO_CACHE)
+def describe_for_review(version, report: ProtocolReport, gate, promoted: bool, checked: CheckedSensorData,
+                        lineage: dict) -> None:  # fmt: skip
+    """The version's and the run's page in the MLflow UI: figures, gate table, data, lineage."""
+    title = f"{version.name} version {version.version}: {'champion' if promoted else 'candidate'}"
+    page = anomaly_page(title, report, gate, cpu_facts()["cpu"], checked.counts(), lineage)
+    describe(mlflow.MlflowClient(), version.name, version.version, version.run_id, page)
 
 
 @flow(name=FLOW_NAME, log_prints=True)
@@ -195,6 +215,7 @@ def retrain_anomaly_model(data: str, config: str | None = None, overrides: list[
         if device:
             canary_first(version, device, Path(state))
         gate, promoted = gate_and_promote(cfg, version, report)
+        describe_for_review(version, report, gate, promoted, checked, lineage)
     summary = AnomalyRunSummary(
         run.info.run_id, version.name, version.version, str(cfg.model.name), report.false_alarm_rate,
         report.auroc_all_faults, report.threshold, gate.passed, promoted, tuple(gate.failures()), str(exported.path),

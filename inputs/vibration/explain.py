@@ -15,6 +15,42 @@ import numpy as np
 from inputs.vibration.bearing import DEFECT_NAMES, defect_frequencies
 from inputs.vibration.features import ORDERS, FeatureConfig, background_bins, envelope_spectrum, order_windows
 
+# What each feature measures, in a maintenance engineer's words; log10 features read as ratios.
+WORDS = {
+    "log_rms": "vibration level (RMS)", "log_peak": "peak level", "log_peak_to_peak": "peak-to-peak level",
+    "crest_factor": "crest factor (peak / RMS)", "kurtosis": "impulsiveness (kurtosis)",
+    "skewness": "asymmetry (skewness)", "spectral_centroid_hz": "spectral centre",
+    "dominant_frequency_hz": "strongest frequency", "env_bpfi": "inner-race (BPFI) impact rhythm",
+    "env_bpfo": "outer-race (BPFO) impact rhythm", "env_bsf": "ball (BSF) impact rhythm",
+}  # fmt: skip
+
+
+def _ratio(decades: float) -> str:
+    ratio = 10.0 ** abs(decades)
+    size = f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+    return f"{size} {'above' if decades >= 0 else 'below'} normal"
+
+
+def _hz(value: float) -> str:
+    return f"{value / 1000:.1f} kHz" if value >= 1000 else f"{value:.0f} Hz"
+
+
+def in_words(feature: str, value: float, normal: float) -> str:
+    """One deviation as words: "B1x: energy 4.0-4.5 kHz 37x above normal" (not "band_4050_4500hz -37.1 sd")."""
+    channel, _, name = feature.rpartition(".")
+    where = f"{channel}: " if channel else ""
+    if name.startswith("band_"):
+        low, high = (float(v) for v in name.removeprefix("band_").removesuffix("hz").split("_"))
+        return f"{where}energy {low / 1000:.1f}-{high / 1000:.1f} kHz {_ratio(value - normal)}"
+    words = WORDS.get(name, name)
+    if name.startswith("log_"):
+        return f"{where}{words} {_ratio(value - normal)}"
+    if name.startswith("env_"):
+        return f"{where}{words} {10**value:.1f}x the envelope floor (normal {10**normal:.1f}x)"
+    if name.endswith("_hz"):
+        return f"{where}{words} {_hz(value)} (normal {_hz(normal)})"
+    return f"{where}{words} {value:.3g} (normal {normal:.3g})"
+
 
 @dataclass(frozen=True)
 class Deviation:
@@ -22,6 +58,9 @@ class Deviation:
     z: float  # (value - normal mean) / normal spread
     value: float
     normal_mean: float
+
+    def text(self) -> str:
+        return in_words(self.feature, self.value, self.normal_mean)
 
 
 @dataclass(frozen=True)
@@ -50,11 +89,7 @@ class Explanation:
     match: OrderMatch
 
     def text(self) -> str:
-        shown = ", ".join(
-            f"{d.feature} {d.z:+.1f} sd ({d.value:.4g} vs normal {d.normal_mean:.4g})"
-            for d in self.deviations
-        )
-        return f"{self.match.text()}; most unusual: {shown}"
+        return f"{self.match.text()}; most unusual: {'; '.join(d.text() for d in self.deviations)}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -179,14 +179,50 @@ def _merge(path: Path, key: str, in_file: object, declared: object) -> object:
     )
     if not same:
         raise DataError(
-            f"{path}: the file declares {key}={in_file!r} but the configuration declares {declared!r}; "
-            "fix whichever is wrong (a silent choice would score the wrong signal)"
+            f"{path}: {key}: the file says {in_file!r} but the declaration says {declared!r}; declare what the "
+            f"file has (the data section's declared.{key}) or fix the file (a silent choice would score the wrong signal)"
         )
     return in_file
 
 
 def _first(meta: dict, keys: tuple[str, ...]) -> object:
     return next((meta[k] for k in keys if meta.get(k) is not None), None)
+
+
+def _read_meta(path: Path, meta: dict) -> dict:
+    sidecar = path.with_name(path.name + ".json")
+    if sidecar.is_file():
+        try:
+            meta |= json.loads(sidecar.read_text())
+        except ValueError as err:
+            raise DataError(f"{sidecar}: not valid JSON ({err}); fix or remove it") from err
+    return meta
+
+
+def _declarations(path: Path, n_columns: int, meta: dict, declared: SensorDeclaration) -> dict:
+    """The file's own declarations merged with `declared`; raises DataError naming the file and the field."""
+    fs = _merge(path, "sample_rate", _first(meta, RATE_KEYS), declared.sample_rate)
+    if fs is None:
+        raise DataError(
+            f"{path}: sample_rate: none declared; add `fs` to the file (or {path.name}.json) or set the data "
+            "section's declared.sample_rate; it is never guessed"
+        )
+    in_file_channels = meta.get("channels")
+    names = _merge(path, "channels", tuple(in_file_channels) if in_file_channels else None, declared.channels)
+    if names is not None and len(names) != n_columns:
+        raise DataError(
+            f"{path}: channels: {len(names)} names {list(names)} declared for {n_columns} data columns; "
+            "declare one name per column, in column order"
+        )
+    rpm, full_scale = _first(meta, ("rpm",)), _first(meta, ("sensor_range",))
+    return {
+        "fs": float(fs),
+        "channels": tuple(names) if names else tuple(f"ch{i}" for i in range(n_columns)),
+        "units": _merge(path, "units", meta.get("units"), declared.units),
+        "rpm": float(_merge(path, "rpm", rpm, declared.rpm)) if (rpm or declared.rpm) else None,
+        "sensor_range": _merge(path, "sensor_range", full_scale, declared.sensor_range),
+        "channels_declared": names is not None,
+    }
 
 
 def load_signal(path: Path, declared: SensorDeclaration | None = None) -> SensorRecord:
@@ -197,40 +233,17 @@ def load_signal(path: Path, declared: SensorDeclaration | None = None) -> Sensor
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     samples, times, meta = _read_npz(path) if path.suffix == ".npz" else _read_table(path)
-    sidecar = path.with_name(path.name + ".json")
-    if sidecar.is_file():
-        meta |= json.loads(sidecar.read_text())
+    meta = _read_meta(path, meta)
     samples = samples[:, None] if samples.ndim == 1 else samples
     if samples.ndim != 2 or len(samples) == 0:
         raise DataError(f"{path}: expected samples shaped (N,) or (N, channels), found {samples.shape}")
-    fs = _merge(path, "sample_rate", _first(meta, RATE_KEYS), declared.sample_rate)
-    if fs is None:
-        raise DataError(
-            f"{path}: no sample rate declared; add `fs` to the file (or {sidecar.name}) or set the data "
-            "section's sample_rate; it is never guessed"
-        )
-    in_file_channels = meta.get("channels")
-    names = _merge(path, "channels", tuple(in_file_channels) if in_file_channels else None, declared.channels)
-    if names is not None and len(names) != samples.shape[1]:
-        raise DataError(
-            f"{path}: {len(names)} channel names {list(names)} for {samples.shape[1]} data columns"
-        )
+    fields = _declarations(path, samples.shape[1], meta, declared)
     if times is not None and len(times) != len(samples):
         raise DataError(f"{path}: {len(times)} timestamps for {len(samples)} samples")
-    rpm, full_scale = _first(meta, ("rpm",)), _first(meta, ("sensor_range",))
     return SensorRecord(
-        path=path,
-        samples=samples,
-        fs=float(fs),
-        channels=tuple(names) if names else tuple(f"ch{i}" for i in range(samples.shape[1])),
-        units=_merge(path, "units", meta.get("units"), declared.units),
-        timestamps=times,
-        rpm=float(_merge(path, "rpm", rpm, declared.rpm)) if (rpm or declared.rpm) else None,
-        sensor_range=_merge(path, "sensor_range", full_scale, declared.sensor_range),
-        channels_declared=names is not None,
-        label=str(meta.get("label", path.stem)),
-        metadata={k: str(v) for k, v in meta.items() if not isinstance(v, list)},
-    )
+        path=path, samples=samples, timestamps=times, label=str(meta.get("label", path.stem)),
+        metadata={k: str(v) for k, v in meta.items() if not isinstance(v, list)}, **fields,
+    )  # fmt: skip
 
 
 def signal_files(source: Path) -> list[Path]:
@@ -244,3 +257,56 @@ def signal_files(source: Path) -> list[Path]:
     if not files:
         raise DataError(f"{source}: no sensor files; expected {', '.join(SUFFIXES)} files in it")
     return files
+
+
+def _npz_header(path: Path) -> tuple[int, dict]:
+    """Data columns and scalar declarations of an .npz, reading only the small arrays and the signal's header."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive, np.load(path, allow_pickle=False) as data:
+        key = next((k for k in SIGNAL_KEYS if k in data.files), None)
+        if key is None:
+            raise DataError(
+                f"{path}: no signal array; expected one of {list(SIGNAL_KEYS)}, found {data.files}"
+            )
+        with archive.open(f"{key}.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape = read(handle)[0]
+        small = [k for k in data.files if k != key and k not in TIME_COLUMNS]
+        meta = {k: _scalar(data[k]) for k in small if archive.getinfo(f"{k}.npy").file_size <= 4096}
+    return (shape[1] if len(shape) == 2 else 1), meta
+
+
+def _table_header(path: Path) -> tuple[int, dict]:
+    """Data columns and declarations of a .csv (its header row) or .parquet (its schema)."""
+    if path.suffix == ".csv":
+        with path.open(newline="") as handle:
+            header = [c.strip() for c in next(csv.reader(handle), [])]
+        meta: dict = {}
+    else:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        header, raw = list(schema.names), (schema.metadata or {}).get(b"shopfloor")
+        meta = json.loads(raw) if raw else {}
+    channels = [c for c in header if c.lower() not in TIME_COLUMNS]
+    meta.setdefault("channels", channels)
+    return len(channels), meta
+
+
+def check_declarations(files: list[Path], declared: SensorDeclaration) -> None:
+    """Every file's declarations against `declared` from headers only (milliseconds a file), so a wrong
+    sample rate, channel list or unit fails before any slow stage starts; DataError names file and field."""
+    for path in files:
+        try:
+            n_columns, meta = _npz_header(path) if path.suffix == ".npz" else _table_header(path)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError, ImportError) as err:
+            raise DataError(
+                f"{path}: cannot read its header ({err}); is it a {path.suffix[1:]} file?"
+            ) from err
+        _declarations(path, n_columns, _read_meta(path, meta), declared)

@@ -47,19 +47,19 @@ def test_csv_with_sidecar_and_parquet_with_metadata_give_the_same_record(tmp_pat
 
 def test_missing_sample_rate_names_the_file_and_what_to_add(tmp_path):
     path = write_npz(tmp_path / "no_rate.npz", cwru("normal")["signal"][:1000])
-    with pytest.raises(DataError, match=r"no_rate.npz: no sample rate declared.*sample_rate"):
+    with pytest.raises(DataError, match=r"no_rate.npz: sample_rate: none declared.*declared.sample_rate"):
         load_signal(path)
     assert load_signal(path, SensorDeclaration(sample_rate=12000)).fs == 12000
 
 
 def test_file_contradicting_the_declaration_is_refused(tmp_path):
-    with pytest.raises(DataError, match=r"declares sample_rate=12000 but the configuration declares 48000"):
+    with pytest.raises(DataError, match=r"sample_rate: the file says 12000 but the declaration says 48000"):
         load_signal(NORMAL, SensorDeclaration(sample_rate=48000))
 
 
 def test_channel_names_must_match_the_columns(tmp_path):
     path = write_npz(tmp_path / "two.npz", np.zeros((100, 2)), fs=12000)
-    with pytest.raises(DataError, match=r"1 channel names \['DE'\] for 2 data columns"):
+    with pytest.raises(DataError, match=r"channels: 1 names \['DE'\] declared for 2 data columns"):
         load_signal(path, SensorDeclaration(channels=("DE",)))
     undeclared = load_signal(path)
     assert undeclared.channels == ("ch0", "ch1") and not undeclared.channels_declared

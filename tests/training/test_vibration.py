@@ -102,7 +102,7 @@ def test_explanation_names_bpfi_for_inner_race_and_bpfo_for_outer_race(small_dat
                            trained.feature_names, small_dataset.fs, part.rpm, ("DE",), small_train_config().features,
                            3, trained.min_peak_ratio)[0].text()  # fmt: skip
     assert text.startswith("inner-race signature at 16") and "x shaft; BPFI expected 162 Hz" in text
-    assert text.count(" sd (") == 3
+    assert "most unusual: DE: " in text and text.count("; DE: ") == 2 and " sd" not in text  # 3, in words
 
 
 def test_normal_windows_rarely_show_a_defect_signature(small_dataset, trained_models):
@@ -119,3 +119,20 @@ def test_top_deviations_are_the_largest_in_units_of_normal_spread():
     row = np.array([[3.0, 2.0, 5.25]])  # z = 3, -4, 0.5
     top = top_deviations(row, mean, spread, ["a", "b", "c"], 2)[0]
     assert [(d.feature, d.z) for d in top] == [("b", -4.0), ("a", 3.0)]
+
+
+def test_deviations_read_as_words_not_feature_jargon():
+    """Finding (issue 25): alarms were explained as "band_4050_4500hz -37.1 sd"."""
+    from inputs.vibration.explain import in_words
+
+    assert in_words("B1x.band_4050_4500hz", 0.568, -1.0) == "B1x: energy 4.0-4.5 kHz 37x above normal"
+    assert in_words("DE.log_rms", -0.5, -0.2) == "DE: vibration level (RMS) 2.0x below normal"
+    assert (
+        in_words("DE.env_bpfi", 1.2, 0.4)
+        == "DE: inner-race (BPFI) impact rhythm 15.8x the envelope floor (normal 2.5x)"
+    )
+    assert (
+        in_words("DE.dominant_frequency_hz", 107.0, 4141.0)
+        == "DE: strongest frequency 107 Hz (normal 4.1 kHz)"
+    )
+    assert in_words("DE.kurtosis", 9.5, 3.0) == "DE: impulsiveness (kurtosis) 9.5 (normal 3)"
