@@ -20,7 +20,7 @@ from training.images.metrics import (
     operating_point,
 )
 from training.images.model import DefectClassifier
-from training.images.plots import confusion_matrix_png, per_class_png
+from training.images.plots import confusion_matrix_png, per_class_png, reject_curve_png
 
 
 @torch.inference_mode()
@@ -87,6 +87,11 @@ def score_probabilities(
         "confusion_matrix": confusion_matrix_png(test, out_dir / "confusion_matrix.png"),
         "per_class_metrics": per_class_png(test, out_dir / "per_class_metrics.png"),
     }
+    if test_point is not None:
+        curve = reject_curve_png(
+            test_labels, test_proba, ok, test_point, out_dir / "recall_vs_false_reject.png"
+        )
+        plots["recall_vs_false_reject"] = curve
     return EvalResult(test, val, test_proba, plots)
 
 

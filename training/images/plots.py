@@ -1,4 +1,4 @@
-"""Figures people would rather look at than tables: confusion matrix and per-class bars."""
+"""Figures people would rather look at than tables: confusion matrix, per-class bars, the reject trade-off."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # the object API: no GUI backend, no global pyplot state
 
-from training.images.metrics import ClassificationMetrics
+from training.images.metrics import ClassificationMetrics, OperatingPoint, defect_scores
 
 
 def _save(figure, path: Path) -> Path:
@@ -54,4 +54,28 @@ def per_class_png(metrics: ClassificationMetrics, path: Path) -> Path:
     axis.set_ylim(0, 1.05)
     axis.legend(loc="lower right", fontsize=8)
     axis.set_title("per-class metrics on held-out parts")
+    return _save(figure, path)
+
+
+def reject_curve_png(labels: np.ndarray, proba: np.ndarray, ok_index: int, chosen: OperatingPoint | None,
+                     path: Path) -> Path:  # fmt: skip
+    """Defect recall against the share of good parts rejected, over every threshold, on held-out
+    parts: the trade a line manager picks a point on. The point chosen on validation is marked."""
+    scores, is_defect = defect_scores(proba, ok_index), labels != ok_index
+    thresholds = np.unique(np.concatenate([scores, [0.0, 1.0 + 1e-9]]))[::-1]
+    recall = [(scores[is_defect] >= t).mean() if is_defect.any() else np.nan for t in thresholds]
+    false_reject = [(scores[~is_defect] >= t).mean() if (~is_defect).any() else np.nan for t in thresholds]
+    figure = Figure(figsize=(4.8, 4.0))
+    axis = figure.subplots()
+    axis.step(false_reject, recall, where="post", label="held-out parts")
+    if chosen is not None:
+        axis.plot([chosen.false_reject_rate], [chosen.defect_recall], "o", color="C3",
+                  label=f"threshold {chosen.threshold:.3f}: recall {chosen.defect_recall:.2f}, "
+                        f"false rejects {chosen.false_reject_rate:.2f}")  # fmt: skip
+    axis.set_xlabel("good parts rejected (false-reject rate)")
+    axis.set_ylabel("defects caught (defect recall)")
+    axis.set_xlim(-0.02, 1.02)
+    axis.set_ylim(-0.02, 1.02)
+    axis.legend(loc="lower right", fontsize=7)
+    axis.set_title("recall vs false rejects (test)")
     return _save(figure, path)
