@@ -86,7 +86,7 @@ def check_image_dataset(cfg: ChecksConfig, source: Path, out_dir: Path) -> Check
         agreement, manifest = annotator_agreement(manifest)
         findings += agreement.findings
 
-    properties = compute_image_properties(manifest["path"].tolist(), cfg.cache_dir)
+    properties = compute_image_properties(manifest["path"].tolist(), cfg.cache_dir, cfg.fan_out)
     classes = list(cfg.classes) if cfg.classes else sorted(manifest["label"].unique())
     docs_dir = out_dir / "data_docs"
     findings += validate_images(properties, manifest["label"], cfg.rules, classes, docs_dir)

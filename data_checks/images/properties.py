@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,8 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 from scipy.fft import dctn
+
+from core.fan_out import FanOut, map_chunks
 
 PROPERTY_COLUMNS = [
     "path",
@@ -114,27 +117,43 @@ def suffix_format(path: str) -> str | None:
     return _SUFFIX_FORMATS.get(Path(path).suffix.lower())
 
 
-def compute_image_properties(paths: list[str], cache_dir: Path | None = None) -> pd.DataFrame:
-    """Properties of every path, reusing cached rows whose size and mtime are unchanged."""
+def measure_images(paths: list[str], progress: bool = False) -> list[dict]:
+    """`_describe` of each path, in order: the per-item work, run in-process or in chunks on Dask."""
+    shown = track(
+        paths, description="Image properties", transient=True, disable=not progress or len(paths) < 200
+    )
+    return [_describe(Path(path)) for path in shown]
+
+
+def compute_image_properties(
+    paths: list[str], cache_dir: Path | None = None, fan_out: FanOut | None = None
+) -> pd.DataFrame:
+    """Properties of every path, reusing cached rows whose size and mtime are unchanged.
+
+    Only the files without a valid cached row are decoded, in this process or (`fan_out`) on Dask
+    workers; either way the rows come back in input order and the table is the same.
+    """
+    fan_out = fan_out or FanOut()
     cache_file = cache_dir / f"image_properties_{_CACHE_VERSION}.parquet" if cache_dir else None
     cached = pd.read_parquet(cache_file) if cache_file and cache_file.exists() else None
     known = {} if cached is None else {r["path"]: r for r in cached.to_dict("records")}
-    rows = []
-    fresh = 0
-    for path_str in track(paths, description="Image properties", transient=True, disable=len(paths) < 200):
-        path = Path(path_str)
-        stat = path.stat()
+    rows: list[dict] = []
+    todo: list[int] = []  # rows to measure
+    for path_str in paths:
+        stat = Path(path_str).stat()
         hit = known.get(path_str)
         if hit is not None and hit["size_bytes"] == stat.st_size and hit["mtime_ns"] == stat.st_mtime_ns:
             rows.append(hit)
             continue
-        rows.append(
-            {"path": path_str, "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns} | _describe(path)
-        )
-        fresh += 1
+        rows.append({"path": path_str, "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        todo.append(len(rows) - 1)
+    measure = measure_images if fan_out.enabled else partial(measure_images, progress=True)
+    measured = map_chunks(measure, [paths[i] for i in todo], fan_out, "image-properties")
+    for i, values in zip(todo, measured, strict=True):
+        rows[i] |= values
     table = pd.DataFrame(rows).reindex(columns=PROPERTY_COLUMNS)
     table["phash"] = table["phash"].astype("UInt64")
-    if cache_file and fresh:
+    if cache_file and todo:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         merged = table if cached is None else pd.concat([cached[~cached["path"].isin(table["path"])], table])
         merged.to_parquet(cache_file, index=False)
