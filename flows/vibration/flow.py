@@ -142,8 +142,8 @@ def log_and_register(cfg: AnomalyJobConfig, checked: CheckedSensorData, trained:
         plots | {"md": eval_dir / "protocol.md", "json": eval_dir / "protocol.json"}, "evaluation"
     )
     publish.log_files(checked.files, "data_checks")
-    report = write_checks_html("Data checks", checked.counts(), checked.findings, eval_dir / "report.html")
-    publish.log_files({"report": report}, "data_checks")  # renders in the MLflow UI (Data Docs do not)
+    page = write_checks_html("Data checks", checked.counts(), checked.findings, eval_dir / "report.html")
+    publish.log_files({"report": page}, "data_checks")  # renders in the MLflow UI (Data Docs do not)
     publish.log_directory(checked.docs_dir, "data_checks/data_docs")
     model_uri = log_anomaly_model(exported)
     tags = {k: str(v) for k, v in lineage.items() if k != "run_id"} | {

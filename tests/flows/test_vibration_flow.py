@@ -81,7 +81,7 @@ def test_score_command_prints_alarms_with_explanations(runs, tmp_path):
     out_json = tmp_path / "scores.json"
     result = CliRunner().invoke(app, ["score", "anomaly", "--model", f"{MODEL}@champion", "--tracking-uri",
                                       f"sqlite:///{root}/mlflow.db", "--json", str(out_json),
-                                      str(CWRU / "cwru12k_DE_OR_007_at6_3hp.npz")])  # fmt: skip
+                                      str(CWRU / "cwru12k_DE_OR_007_at6_3hp.npz")], env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "outer-race signature in" in result.output and len(result.output.splitlines()) < 25  # a summary
     assert "ALARM" not in result.output  # the window table only with --windows
