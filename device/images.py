@@ -25,6 +25,17 @@ class Verdict:
     label: str
     probability: float
     reject: bool | None  # None when the model has no ok-class threshold
+    defect_probability: float | None = None  # 1 - P(ok class): what the reject rule compares
+    threshold: float | None = None
+
+    def explain(self) -> str:
+        """The decision in an operator's words: what was compared with what, then the top class."""
+        top = f"top class {self.label} {self.probability:.2f}"
+        if self.reject is None:
+            return f"{self.label} ({self.probability:.2f})"
+        if self.reject:
+            return f"REJECT: defect probability {self.defect_probability:.2f} >= {self.threshold:.2f}; {top}"
+        return f"accept: defect probability {self.defect_probability:.2f} < {self.threshold:.2f}; {top}"
 
 
 def image_card(model_file: Path) -> dict:
@@ -46,13 +57,13 @@ class ImageModel:
 
     def verdict(self, path: str, proba: np.ndarray) -> Verdict:
         ok, threshold = self.decision.get("ok_class"), self.decision.get("defect_threshold")
-        reject = (
-            bool(1.0 - proba[self.classes.index(ok)] >= threshold)
-            if ok in self.classes and threshold is not None
-            else None
-        )
         best = int(np.argmax(proba))
-        return Verdict(path, self.classes[best], float(proba[best]), reject)
+        if ok not in self.classes or threshold is None:
+            return Verdict(path, self.classes[best], float(proba[best]), None)
+        defect = float(1.0 - proba[self.classes.index(ok)])
+        return Verdict(
+            path, self.classes[best], float(proba[best]), defect >= threshold, defect, float(threshold)
+        )
 
     def run(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities (N, C) and, when the file has one, the embedding (N, E) of grey input (N, 1, S, S)."""

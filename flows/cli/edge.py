@@ -197,8 +197,7 @@ def predict(
 
     verdicts, errors = predict_files(_installed(model, dest), [str(p) for p in images])
     for v in verdicts:
-        decision = "" if v.reject is None else ("  REJECT" if v.reject else "  accept")
-        console.print(f"{v.path}: {v.label} ({v.probability:.2f}){decision}")
+        console.print(f"{v.path}: {v.explain()}", markup=False, highlight=False)
     for err in errors:
         console.print(f"error: {err}", markup=False, highlight=False)
     if errors:

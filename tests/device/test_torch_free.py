@@ -102,8 +102,12 @@ def test_a_camera_box_pulls_the_image_model_and_classifies_like_the_platform(fle
     )
     assert len(lines) == len(IMAGES)
     for line, verdict in zip(lines, expected, strict=True):
+        # Finding: "MT_Free (0.87) REJECT" was the whole line; an operator could not tell why
         decision = "REJECT" if verdict.reject else "accept"
-        assert line == f"{verdict.path}: {verdict.label} ({verdict.probability:.2f})  {decision}"
+        assert line.startswith(
+            f"{verdict.path}: {decision}: defect probability {verdict.defect_probability:.2f} "
+        )
+        assert line.endswith(f"{verdict.threshold:.2f}; top class {verdict.label} {verdict.probability:.2f}")
 
 
 def test_predict_goes_on_past_a_bad_file_and_exits_2_naming_it(fleet, tmp_path):
@@ -120,7 +124,9 @@ def test_predict_goes_on_past_a_bad_file_and_exits_2_naming_it(fleet, tmp_path):
         "models",
     )
     assert out.returncode == 2
-    assert any(line.startswith(f"{IMAGES[0]}: MT_") for line in out.stderr.splitlines())
+    assert any(
+        line.startswith(f"{IMAGES[0]}: ") and "top class MT_" in line for line in out.stderr.splitlines()
+    )
     assert f"error: {tmp_path / 'gone.jpg'}: no such file" in out.stderr
     assert "1 of 2 files could not be read" in out.stderr and "Traceback" not in out.stderr
 
