@@ -1,7 +1,8 @@
 """Deployments of every flow on the team stack's work pool, so a training starts from the Prefect UI
 (or `prefect deployment run`) and runs on a worker, the same code path as the CLI.
 
-  train-defect-classifier/team   parameters: data (a folder or DVC-tracked path), config, overrides
+  train-defect-classifier/team   parameters: data (a folder or DVC-tracked path), config, overrides, or
+                                 data_version (a DVC hash the worker pulls from the DVC remote)
   retrain-anomaly-model/team     the same, for vibration; both also start on drift events of their model
   monitor-drift/team             every `every_s`, over the stack's edge telemetry
 

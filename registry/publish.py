@@ -3,6 +3,11 @@
 Each kind logs its own model (registry.images, registry.vibration); what they share is here:
 config flattening for params, files and folders as artifacts, and `register`, which makes every
 new version a `candidate` and records the move.
+
+Registration is all or nothing: a flow registers inside its MLflow run and gates afterwards, and the run
+ends FINISHED only when all of it was recorded. A version whose run ended otherwise (a crash, the
+tracking database gone between `create_model_version` and the gate) is half-registered:
+`remove_unfinished_versions` deletes it, on the spot when the flow fails, or at the next run.
 """
 
 from __future__ import annotations
@@ -61,3 +66,33 @@ def write_json(path: Path, data: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+UNFINISHED_TAG = "shopfloor.removed_version"
+
+
+def remove_unfinished_versions(client: mlflow.MlflowClient, run_ids: list[str]) -> list[str]:
+    """Delete the versions registered by these runs when the run did not finish (FAILED, KILLED): their
+    tags, alias or gate were never all recorded. A version that reached devices' view (an approval
+    record, `champion` or `previous-champion`) stays: only its run's end failed. Each removal is said
+    on its run (tag `shopfloor.removed_version`) and the `candidate` move in the alias history.
+    Returns `name vN` for each version removed."""
+    from registry.lifecycle import CANDIDATE, CHAMPION, PREVIOUS, approval_of, move_alias
+
+    removed = []
+    for start in range(0, len(run_ids), 100):  # keeps the filter string short
+        quoted = ", ".join(f"'{run_id}'" for run_id in run_ids[start : start + 100])
+        for found in client.search_model_versions(f"run_id IN ({quoted})"):
+            if client.get_run(found.run_id).info.status in ("FINISHED", "RUNNING", "SCHEDULED"):
+                continue
+            # with its aliases, which the search leaves out
+            version = client.get_model_version(found.name, found.version)
+            if approval_of(version.tags) or {CHAMPION, PREVIOUS} & set(version.aliases):
+                continue
+            if CANDIDATE in version.aliases:
+                move_alias(client, version.name, CANDIDATE, None, "shopfloor", "remove-unfinished")
+            client.delete_model_version(version.name, version.version)
+            said = f"{version.name} v{version.version}: its run ended before the version was gated"
+            client.set_tag(version.run_id, UNFINISHED_TAG, said)
+            removed.append(f"{version.name} v{version.version}")
+    return removed

@@ -8,7 +8,8 @@
   edge      `shopfloor edge serve` on the same registry
 
 Everything binds to `host` (loopback unless told otherwise). Clients need only what `env` prints:
-they never see the S3 keys (MLflow proxies artifacts), except DVC, which talks to the store itself.
+they never see the S3 keys (MLflow proxies artifacts), except DVC, which talks to the store itself
+(SHOPFLOOR_DVC_REMOTE: the bucket data versions are pushed to and pulled from).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_checks.versioning import REMOTE_ENV
 from stack import dvc_remote, postgres
 from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets, write_private
 from stack.services import Service, StackError, http_answers, running_pid, start, stop
@@ -64,7 +66,7 @@ class Stack:
                 "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"], "PREFECT_API_URL": f"{self.url('prefect')}/api",
                 "PREFECT_API_AUTH_STRING": s["prefect_auth_string"], "SHOPFLOOR_EDGE_URL": self.url("edge"),
                 "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
-                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1", REMOTE_ENV: dvc_remote.URL}  # fmt: skip
 
     def write_configs(self) -> None:
         """The S3 identity and MLflow's auth settings (both hold secrets) that `up` hands the services."""

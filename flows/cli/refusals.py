@@ -1,4 +1,5 @@
-"""A team service refusing this client's credentials, said in one line that names the setting to fix.
+"""A team service refusing this client's credentials, said in one line that names the setting to fix;
+and the tracking server down or without its database, said in one line (registry.tracking.unavailable).
 
 Without this, a wrong MLflow password, Prefect auth string or S3 key surfaces as a library exception
 with a response body; the fix is always the same: the settings `shopfloor stack env` prints.
@@ -12,9 +13,14 @@ FIX = 'take them from `eval "$(shopfloor stack env)"` on the stack\'s machine'
 
 
 def refusal(err: BaseException) -> str | None:
-    """The one line for a credentials refusal, or None for any other error."""
+    """The one line for a credentials refusal or a tracking outage, or None for any other error."""
     text = str(err)
     kind = type(err).__name__
+    if kind == "MlflowException":
+        from registry.tracking import unavailable  # mlflow is loaded already when its error is here
+
+        if said := unavailable(err):
+            return said
     if kind == "MlflowException" and ("401" in text or "403" in text or "not authenticated" in text.lower()):
         uri = os.environ.get("MLFLOW_TRACKING_URI", "the tracking server")
         return f"MLflow at {uri} refused the login: check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD; {FIX}"

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,20 +24,27 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    team = Stack.open(StackConfig(root=reachable(tmp_path_factory.mktemp("stack"))))
+def stack():
+    with reachable() as root:
+        team = Stack.open(StackConfig(root=root))
+        try:
+            up(team, report=lambda _line: None)
+            yield team
+        finally:
+            down(team, report=lambda _line: None)
+
+
+@contextmanager
+def reachable() -> Iterator[Path]:
+    """A folder the postgres user can pass through (as /srv would be), outside pytest's: every pytest
+    session that starts (another test run on this machine) resets pytest-of-<user> to 0700, and then
+    PostgreSQL, running as postgres, loses its data folder (its next checkpoint PANICs, a restart fails)."""
+    root = Path(tempfile.mkdtemp(prefix="shopfloor-stack-"))
+    root.chmod(0o711)
     try:
-        up(team, report=lambda _line: None)
-        yield team
+        yield root
     finally:
-        down(team, report=lambda _line: None)
-
-
-def reachable(root: Path) -> Path:
-    """pytest's folders are private to root; the postgres user must pass through them (as under /srv)."""
-    for folder in [root, *root.parents][:-2]:  # up to, not including, /tmp and /
-        folder.chmod(folder.stat().st_mode | 0o001)
-    return root
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def groups_alive(team: Stack) -> list[str]:
@@ -93,8 +104,16 @@ def test_wrong_credentials_are_refused_by_every_service(stack):
     assert http_status(f"{stack.url('prefect')}/api/health", right) == 200
 
 
-def test_down_stops_every_process_group_and_twice_is_safe(tmp_path):
-    team = Stack.open(StackConfig(root=reachable(tmp_path) / "stack"))
+def test_down_stops_every_process_group_and_twice_is_safe():
+    with reachable() as root:
+        team = Stack.open(StackConfig(root=root))
+        try:
+            stops_everything(team)
+        finally:
+            down(team, report=lambda _line: None)  # when an assertion failed midway
+
+
+def stops_everything(team: Stack) -> None:
     up(team, report=lambda _line: None)
     pids = {name: running_pid(team.paths, name) for name in ("postgres", "mlflow", "worker")}
     assert all(pids.values())
@@ -140,24 +159,48 @@ def on_stack(stack: Stack, code: str, timeout_s: float = 900) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def pushed(stack: Stack, data: Path, checkout: Path) -> str:
+    """Track `data` with DVC in a new checkout and push it to the stack's remote; its data version."""
+    from stack import dvc_remote
+
+    checkout.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
+    dvc(checkout, "init", "-q")
+    dvc_remote.configure(
+        checkout, stack.url("s3"), stack.secrets["s3_access_key"], stack.secrets["s3_secret_key"]
+    )
+    data.rename(checkout / data.name)
+    dvc(checkout, "add", "-q", data.name)
+    dvc(checkout, "push", "-q")
+    recorded = (checkout / f"{data.name}.dvc").read_text().splitlines()
+    return next(line.split()[-1] for line in recorded if "md5:" in line)
+
+
 def test_a_training_submitted_as_a_deployment_runs_on_the_worker_and_reaches_a_device(
     stack, tile_subset, tmp_path
 ):
+    """Asked for a data version (a DVC hash) the worker has never seen: it pulls exactly that version from
+    the stack's DVC remote, trains, and the registered version carries the hash."""
     import json
 
+    from data_checks.versioning import dvc_data_version
     from device.client import EdgeClient
     from edge.devices import DeviceStore
 
+    version = pushed(stack, tile_subset, tmp_path / "checkout")
+    assert version == dvc_data_version(tmp_path / "checkout" / "tiles") and version.endswith(".dir")
     overrides = TINY + [f"tracking.tracking_uri={stack.url('mlflow')}", f"work_dir={tmp_path}/runs", f"split.frozen_test_dir={tmp_path}/frozen",
                         f"checks.quarantine_dir={tmp_path}/q", f"checks.cache_dir={tmp_path}/cache"]  # fmt: skip
     code = ("import json; from prefect.deployments import run_deployment; "
-            f"run = run_deployment('train-defect-classifier/team', parameters={{'data': {str(tile_subset)!r}, 'overrides': {overrides!r}}}, timeout=900); "
+            f"run = run_deployment('train-defect-classifier/team', parameters={{'data': 'tiles', 'data_version': {version!r}, 'overrides': {overrides!r}}}, timeout=900); "
             "print(json.dumps([run.state_type.value, str(run.id)]))")  # fmt: skip
     state, _ = json.loads(on_stack(stack, code))
     assert state == "COMPLETED", stack.paths.log("worker").read_text()[-3000:]
-    versions = on_stack(stack, "import mlflow; v = mlflow.MlflowClient().get_model_version_by_alias('defect-classifier', 'champion'); "
-                               "print(v.version, mlflow.MlflowClient().get_run(v.run_id).info.status)")  # fmt: skip
-    assert versions.split() == ["1", "FINISHED"]
+    versions = on_stack(stack, "import json, mlflow; c = mlflow.MlflowClient(); v = c.get_model_version_by_alias('defect-classifier', 'champion'); "
+                               "print(json.dumps([v.version, c.get_run(v.run_id).info.status, v.tags['dvc_data_version'], c.get_run(v.run_id).data.tags['dvc_data_version']]))")  # fmt: skip
+    assert json.loads(versions) == ["1", "FINISHED", version, version]
+    pulled = tmp_path / "cache" / "data-versions" / version.removesuffix(".dir") / "tiles"
+    assert dvc_data_version(pulled) == version  # the worker's copy: exactly the pushed files
     token = DeviceStore(stack.paths.data("edge") / "devices.db").enroll("cam-team")
     client = EdgeClient(
         stack.url("edge"),
@@ -233,6 +276,50 @@ with get_client(sync_client=True) as client:
     assert parameters["overrides"][:2] == [f"tracking.tracking_uri={stack.url('mlflow')}", "fit.epochs=1"]
 
 
+def test_train_remote_with_a_data_version_submits_the_hash_or_refuses_one_the_remote_lacks(
+    stack, tile_subset, tmp_path
+):
+    import json
+
+    version = pushed(stack, tile_subset, tmp_path / "checkout")
+    env = (
+        os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect")), "COLUMNS": "400"}
+    )
+    train = [str(stack_python().parent / "shopfloor"), "train", "defects", "--remote", "--data", "tiles"]
+    train += [
+        "--set",
+        f"checks.cache_dir={tmp_path}/cache",
+        "--set",
+        f"work_dir={tmp_path}/runs",
+    ]  # not the checkout's
+    unknown = "0123456789abcdef0123456789abcdef.dir"
+    refused = subprocess.run(
+        train + ["--data-version", unknown], env=env, capture_output=True, text=True, timeout=300
+    )
+    said = (refused.stdout + refused.stderr).strip()
+    assert refused.returncode == 2 and f"{unknown} is not (completely) in the DVC remote 'team'" in said, (
+        said[-1500:]
+    )
+    assert "dvc push" in said and len([line for line in said.splitlines() if "error:" in line]) == 1
+    sent = subprocess.run(
+        train + ["--data-version", version], env=env, capture_output=True, text=True, timeout=300
+    )
+    said = sent.stdout + sent.stderr
+    assert sent.returncode == 0 and "submitted train-defect-classifier" in said, said[-2000:]
+    run_id = said.split("flow run ")[1].split(";")[0]
+    code = f"""
+import json
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelled
+with get_client(sync_client=True) as client:
+    run = client.read_flow_run({run_id!r})
+    client.set_flow_run_state(run.id, Cancelled(), force=True)
+    print(json.dumps(run.parameters))
+"""
+    parameters = json.loads(on_stack(stack, code))
+    assert parameters["data"] == "tiles" and parameters["data_version"] == version
+
+
 def test_a_worker_killed_mid_run_changes_no_model_and_the_next_run_works(stack, tile_subset, tmp_path):
     """SIGKILL to the worker's process group (a machine losing power looks the same to the stack) while
     a training runs: no version is registered and the champion stays; a restarted worker runs the next."""
@@ -278,6 +365,15 @@ print(run_id)
             "run = run_deployment('monitor-drift/team', timeout=600); print(json.dumps(run.state_type.value))")  # fmt: skip
     assert json.loads(on_stack(stack, code)) == "COMPLETED"
     print(f"killed run {run_id}; versions before and after: {before}")
+    # Prefect still shows the killed run RUNNING (no worker is left to say otherwise), which holds the
+    # training deployment's one slot and cancels every new training: mark it crashed, as an operator would.
+    crashed = f"""
+from prefect.client.orchestration import get_client
+from prefect.states import Crashed
+with get_client(sync_client=True) as client:
+    print(client.set_flow_run_state({run_id!r}, Crashed(), force=True).status.value)
+"""
+    assert on_stack(stack, crashed) == "ACCEPT"
 
 
 def processes_of_run(run_id: str) -> list[int]:
@@ -309,15 +405,16 @@ def test_a_client_with_wrong_credentials_gets_one_line_naming_the_setting(stack,
         assert len([line for line in said.splitlines() if "error:" in line]) == 1
 
 
+def dvc(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(stack_python()), "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (args, done.stderr[-1500:])
+    return done.stdout
+
+
 def test_data_pushed_with_dvc_to_the_stack_comes_back_on_another_checkout(stack, tmp_path):
     from stack import dvc_remote
-
-    def dvc(repo: Path, *args: str) -> str:
-        done = subprocess.run(
-            [str(stack_python()), "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 0, (args, done.stderr[-1500:])
-        return done.stdout
 
     here, there = tmp_path / "here", tmp_path / "there"
     for repo in (here, there):
@@ -334,6 +431,22 @@ def test_data_pushed_with_dvc_to_the_stack_comes_back_on_another_checkout(stack,
     dvc(there, "pull")
     assert (there / "tiles.txt").read_text() == (here / "tiles.txt").read_text()
     assert "secret_access_key" not in (here / ".dvc" / "config").read_text()  # keys stay out of git
+
+
+def final_state(stack: Stack, run_id: str, timeout_s: float = 600) -> tuple[str, str | None]:
+    """The flow run's final state type and message, once it has one."""
+    import json
+
+    code = f"""
+import json, time
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as client:
+    deadline = time.monotonic() + {timeout_s}
+    while not (run := client.read_flow_run({run_id!r})).state.is_final() and time.monotonic() < deadline:
+        time.sleep(1)
+    print(json.dumps([run.state_type.value, run.state.message]))
+"""
+    return tuple(json.loads(on_stack(stack, code, timeout_s + 120)))
 
 
 def test_an_embedded_store_moves_into_the_stack_with_its_history(stack, tmp_path):
@@ -377,3 +490,60 @@ print(json.dumps([versions, champion.version, champion.tags, history, sorted(__i
     again = subprocess.run([shopfloor, "stack", "import-store", source, "--root", str(stack.paths.root)], env=env,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert again.returncode == 2 and "already has versions of 'tiles-import'" in again.stdout + again.stderr
+
+
+def test_postgresql_stopped_mid_run_fails_the_run_in_one_line_and_registers_nothing(
+    stack, tile_subset, tmp_path
+):
+    """PostgreSQL (MLflow's and Prefect's database) stops while a training runs: the flow run fails within
+    bounded retries with one line saying so, no version appears, and the stack works again once it is back."""
+    import json
+    import time
+
+    from stack.services import start, stop
+
+    versions = ("import mlflow; found = mlflow.MlflowClient().search_model_versions(\"name = 'defect-classifier'\"); "
+                "print(sorted(int(v.version) for v in found))")  # fmt: skip
+    before = on_stack(stack, versions)
+    overrides = TINY + [f"work_dir={tmp_path}/runs", f"split.frozen_test_dir={tmp_path}/frozen",
+                        f"checks.quarantine_dir={tmp_path}/q", f"checks.cache_dir={tmp_path}/cache"]  # fmt: skip
+    code = f"""
+import json, time, mlflow
+from flows.deploy import submit
+from prefect.client.orchestration import get_client
+started = int(time.time() * 1000)
+run_id, _ = submit('train-defect-classifier', {{'data': {str(tile_subset)!r}, 'overrides': {overrides!r}}})
+runs = []
+with get_client(sync_client=True) as client:
+    while not runs:  # until the flow run has opened its MLflow run
+        time.sleep(0.5)
+        if (state := client.read_flow_run(run_id).state).is_final():
+            raise SystemExit(f"flow run {{run_id}} ended {{state.type.value}} before its MLflow run: {{state.message}}")
+        if experiment := mlflow.get_experiment_by_name('defect-classifier'):
+            runs = mlflow.search_runs([experiment.experiment_id], output_format='list',
+                                      filter_string=f"attributes.status = 'RUNNING' and attributes.start_time >= {{started}}")
+print(json.dumps([run_id, runs[0].info.run_id]))
+"""
+    flow_run, mlflow_run = json.loads(on_stack(stack, code))
+    log = stack.paths.log("worker")
+    seen = len(log.read_bytes())
+    stopped = time.monotonic()
+    stop(stack.paths, "postgres")  # the flow run is inside its MLflow run now
+    try:
+        while "the tracking server's database is unavailable" not in log.read_bytes()[seen:].decode(
+            errors="replace"
+        ):
+            assert time.monotonic() - stopped < 240, log.read_text()[-3000:]
+            time.sleep(1)
+        failed_after = time.monotonic() - stopped
+    finally:
+        start(stack.paths, next(s for s in stack.services() if s.name == "postgres"))
+    state, message = final_state(stack, flow_run)
+    print(f"PostgreSQL stopped: the flow said so after {failed_after:.0f} s; final state {state}: {message}")
+    assert state == "FAILED" and failed_after < 120, message
+    assert "the tracking server's database is unavailable (MLflow at" in message
+    assert f"run {mlflow_run} failed and registered nothing; start PostgreSQL" in message
+    assert on_stack(stack, versions) == before
+    assert running_pid(stack.paths, "worker") is not None and all(
+        healthy for _, healthy, _ in status(stack).values()
+    )
