@@ -25,9 +25,10 @@ demo: install
 
 # the team stack's tests start PostgreSQL from the Debian package
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests use: PostgreSQL for the team stack, Chromium for the MLflow UI screenshots
 system:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql; }
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v chromium; } >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql chromium; }
 
 test: install system
 	$(BIN)/python -m pytest -q --timeout=900 tests

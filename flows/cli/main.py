@@ -69,6 +69,16 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(score_app, name="score")
 
 
+DataVersionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--data-version",
+        help="Train on this DVC data version (the md5 of a .dvc file or dvc.lock, `<md5>.dir`), pulled "
+        "from the DVC remote (the stack's: `shopfloor stack env`); --data then only names its folder.",
+    ),
+]
+
+
 @train_app.command("defects")
 def train_defects(
     data: Annotated[
@@ -88,6 +98,7 @@ def train_defects(
             "--remote", help="Submit to the team stack's worker (PREFECT_API_URL) instead of running here."
         ),
     ] = False,
+    data_version: DataVersionOption = None,
     processes: Annotated[
         int | None,
         typer.Option(
@@ -105,40 +116,62 @@ def train_defects(
     if processes is not None:
         set_ = [*(set_ or []), f"fit.processes={processes}"]
 
-    load_config(DefectJobConfig, config, set_)  # fail on a bad setting before Prefect starts
-    if not data.exists():
+    cfg = load_config(DefectJobConfig, config, set_)  # fail on a bad setting before Prefect starts
+    if data_version is not None:
+        data_version = prepare_data_version(data_version, data, cfg.checks.cache_dir, remote)
+    elif not data.exists():
         raise DataError(
             f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
         )
     if remote:
-        return submit_training("train-defect-classifier", data, config, set_)
+        return submit_training("train-defect-classifier", data, config, set_, data_version)
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line
     from flows.images.flow import train_defect_classifier
     from flows.prefect_api import prefect_api
 
     with prefect_api():  # a temporary API that dies with this process, unless PREFECT_API_URL names one
-        train_defect_classifier(str(data), str(config) if config else None, list(set_ or []), resume)
+        train_defect_classifier(
+            str(data), str(config) if config else None, list(set_ or []), resume, data_version=data_version
+        )
 
 
 train_app.command("anomaly")(train_anomaly)
 
 
-def submit_training(flow_name: str, data: Path, config: Path | None, set_: list[str] | None) -> None:
+def prepare_data_version(version: str, data: Path, cache_dir: Path, remote: bool) -> str:
+    """`--data-version`: a malformed hash is refused here; for a run here the version is pulled now, so a
+    hash the DVC remote lacks fails before Prefect starts (the flow reuses the copy). A worker pulls its own
+    (`submit_training` first checks that the remote has it)."""
+    from data_checks.versioning import checked_data_version, fetch_data_version
+
+    version = checked_data_version(version)
+    if not remote:
+        fetch_data_version(version, data.name, cache_dir)
+    return version
+
+
+def submit_training(
+    flow_name: str, data: Path, config: Path | None, set_: list[str] | None, data_version: str | None = None
+) -> None:
     """`--remote`: the team deployment runs it on a worker; the worker must see `data` and `config` at the
-    same paths (the stack's machine, or a shared checkout)."""
+    same paths (the stack's machine, or a shared checkout), or pull `data_version` from the DVC remote."""
     from core.errors import DataError
 
     if not os.environ.get("PREFECT_API_URL"):
         raise DataError(
             '--remote needs the team stack: run `eval "$(shopfloor stack env)"` first (PREFECT_API_URL is not set)'
         )
+    if data_version is not None:  # refused here, not on the worker after the user has left
+        from data_checks.versioning import require_in_remote
+
+        require_in_remote(data_version)
     from flows.deploy import submit
 
     parameters = {
-        "data": str(data.resolve()),
+        "data": str(data.resolve()) if data_version is None else data.name,
         "config": str(config.resolve()) if config else None,
         "overrides": list(set_ or []),
-    }
+    } | ({"data_version": data_version} if data_version else {})
     run_id, page = submit(flow_name, parameters)
     console.print(f"submitted {flow_name} as flow run {run_id}; follow it at {page}")
 
@@ -196,7 +229,11 @@ def ui(
 
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", host,
                "--port", str(port), "--workers", "1"]  # fmt: skip
-    console.print(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
+    # MLflow 3 opens in its GenAI view; the URL parameter switches to the model-training view (the
+    # browser keeps the choice). Its assistant panel closes with its X and stays closed.
+    console.print(
+        f"MLflow UI on http://{host}:{port}/#/experiments?workflowType=machine_learning  (Ctrl-C to stop)"
+    )
     with stop_on_signals(start_child(command)) as child:
         raise typer.Exit(child.wait())
 

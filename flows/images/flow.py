@@ -18,9 +18,11 @@ from prefect.cache_policies import NO_CACHE
 
 from core.config import load_config
 from core.errors import ConfigError
+from core.onnx_runtime import cpu_facts
 from core.settings import DEFAULT_EDGE_STATE
 from data_checks.images.gate import CheckedDataset, check_image_dataset
-from data_checks.versioning import dvc_data_version
+from data_checks.report import write_checks_html
+from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.stage import export_edge_models
 from flows.images.config import DefectJobConfig
 from flows.report import console, print_findings, quarantine_summary
@@ -29,7 +31,8 @@ from monitor.reference import image_reference, score_images
 from monitor.references import log_reference
 from registry import publish
 from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
-from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
+from registry.review import defect_page, describe
+from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags, tracked_run
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
@@ -124,12 +127,13 @@ def log_and_register(
     mlflow.log_metrics(result.test.flat("test_") | result.val.flat("eval_val_"))
     mlflow.log_metrics({f"data_{k}": float(v) for k, v in checked.counts().items()})
     mlflow.log_metrics(exported.flat())
-    publish.log_files(
-        {"plots": result.plots["confusion_matrix"], "per_class": result.plots["per_class_metrics"]},
-        "evaluation",
-    )
+    publish.log_files(result.plots, "evaluation")
     publish.log_files({"preview": trained.augmentation_preview}, "augmentation")
     publish.log_files(checked.files, "data_checks")
+    report = write_checks_html(
+        "Data checks", checked.counts(), checked.findings, checked.files["findings"].parent / "report.html"
+    )
+    publish.log_files({"report": report}, "data_checks")  # renders in the MLflow UI (Data Docs do not)
     publish.log_directory(checked.docs_dir, "data_checks/data_docs")
     if label_review is not None:
         publish.log_files({"csv": label_review.csv, "html": label_review.html}, "data_checks/label_review")
@@ -171,6 +175,16 @@ def gate_and_promote(cfg: DefectJobConfig, version, exported, manifest):
     mlflow.log_dict(report.to_dict(), "promotion/gate_report.json")
     mlflow.set_tag("promoted_to_champion", str(promoted).lower())
     return report, promoted
+
+
+@task(name="describe-for-review", cache_policy=NO_CACHE)
+def describe_for_review(version, evaluation, gate, promoted: bool, exported, checked: CheckedDataset,
+                        label_review, lineage: dict) -> None:  # fmt: skip
+    """The version's and the run's page in the MLflow UI: figures, gate table, edge file, data, lineage."""
+    title = f"{version.name} version {version.version}: {'champion' if promoted else 'candidate'}"
+    page = defect_page(title, evaluation[0].test, gate, exported.flat(), cpu_facts()["cpu"], checked.counts(),
+                       label_review.issues if label_review is not None else None, lineage)  # fmt: skip
+    describe(mlflow.MlflowClient(), version.name, version.version, version.run_id, page)
 
 
 def _start_run(resume: str | None, client, experiment_id: str) -> mlflow.ActiveRun:
@@ -235,17 +249,25 @@ def _summary_text(summary: DefectRunSummary, gate_failures: list[str], int8_path
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def train_defect_classifier(data: str, config: str | None = None, overrides: list[str] | None = None,
+def train_defect_classifier(data: str | None = None, config: str | None = None, overrides: list[str] | None = None,
                             resume: str | None = None, device: str | None = None,
-                            state: str = str(DEFAULT_EDGE_STATE)) -> DefectRunSummary:  # fmt: skip
+                            state: str = str(DEFAULT_EDGE_STATE), data_version: str | None = None) -> DefectRunSummary:  # fmt: skip
     """Train, evaluate and register a defect classifier on the images under `data`.
 
-    With `device` (a drift event's), the new version goes to that device first (edge `state`)."""
+    With `data_version` (a DVC hash, `<md5>.dir`), the files of that version are pulled from the DVC
+    remote first and `data` only names their folder. With `device` (a drift event's), the new version
+    goes to that device first (edge `state`)."""
     cfg: DefectJobConfig = load_config(DefectJobConfig, Path(config) if config else None, overrides)
+    if data is None and data_version is None:
+        raise ConfigError(
+            "train-defect-classifier needs `data` (a folder or CSV manifest) or `data_version` (a DVC hash)"
+        )
+    data_path = Path(data or "data")
+    if data_version is not None:  # before any MLflow call: an unknown version starts no run
+        data_path = fetch_data_version(data_version, data_path.name, cfg.checks.cache_dir)
     client = configure(cfg.tracking)
-    data_path = Path(data)
     experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
-    with _start_run(resume, client, experiment_id) as run:
+    with tracked_run(lambda: _start_run(resume, client, experiment_id)) as run:
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
         checked = check_data(cfg, data_path, work / "checks")
@@ -264,6 +286,7 @@ def train_defect_classifier(data: str, config: str | None = None, overrides: lis
         if device:
             canary_first(version, device, Path(state))
         gate, promoted = gate_and_promote(cfg, version, exported, manifest)
+        describe_for_review(version, evaluation, gate, promoted, exported, checked, label_review, lineage)
     point = result.test.operating_point
     summary = DefectRunSummary(
         run.info.run_id, version.name, version.version, result.test.macro_f1, result.test.balanced_accuracy,

@@ -80,6 +80,7 @@ def test_flow_logs_plots_checks_and_model(flow_run):
     for expected in (
         "evaluation/confusion_matrix.png", "evaluation/per_class_metrics.png", "augmentation/augmentation_preview.png",
         "data_checks/findings.csv", "data_checks/label_review/label_review.html", "data_checks/data_docs",
+        "data_checks/report.html", "evaluation/recall_vs_false_reject.png",
     ):  # fmt: skip
         assert expected in files, expected
     model = mlflow.pyfunc.load_model("models:/defect-classifier@candidate")
@@ -170,3 +171,57 @@ def test_two_training_processes_register_once_and_log_each_epoch_once(tile_subse
     (version,) = client.search_model_versions("name='defect-classifier'")
     assert [m.step for m in client.get_metric_history(version.run_id, "val_macro_f1")] == [1, 2]
     assert client.get_run(version.run_id).data.params["fit.processes"] == "2"
+
+
+def chromium_dom(url: str, screenshot: Path) -> str:
+    """The page as a real browser renders it (JavaScript run), and a screenshot of it for people."""
+    import subprocess
+
+    flags = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--hide-scrollbars", "--window-size=1400,1400", "--virtual-time-budget=20000"]  # fmt: skip
+    subprocess.run([*flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
+    return subprocess.run(
+        [*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+
+
+def test_a_reviewer_sees_the_gate_table_and_the_confusion_matrix_in_the_mlflow_ui(flow_run, tmp_path):
+    """Finding: the version and the run had no description; the gate report was a JSON string cut off
+    in a tag cell. Checked in headless Chromium against the real MLflow UI."""
+    import sys
+    import time
+    import urllib.request
+
+    from flows.processes import start_child, stop_child
+    from tests.fixtures.servers import free_port
+
+    summary, root, *_ = flow_run
+    version = mlflow.MlflowClient().get_model_version("defect-classifier", summary.model_version)
+    assert (
+        "### Promotion gate" in version.description
+        and "| gate | threshold | measured |" in version.description
+    )
+    experiment = mlflow.MlflowClient().get_run(summary.run_id).info.experiment_id
+    port = free_port()
+    ui = start_child([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+                      "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=root)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(base, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        page = chromium_dom(
+            f"{base}/#/models/defect-classifier/versions/{summary.model_version}", tmp_path / "version.png"
+        )
+        assert "Promotion gate" in page and "int8_latency_p95" in page and "<table" in page
+        artifact = f"{base}/#/experiments/{experiment}/runs/{summary.run_id}/artifacts/evaluation/confusion_matrix.png"
+        page = chromium_dom(artifact, tmp_path / "run.png")
+        assert '<img alt="evaluation/confusion_matrix.png" src="blob:' in page
+        assert (
+            "Promotion gate" in mlflow.MlflowClient().get_run(summary.run_id).data.tags["mlflow.note.content"]
+        )
+    finally:
+        stop_child(ui)
