@@ -36,6 +36,10 @@ class PromotionConfig(BaseModel):
     max_latency_ms_p95: float = Field(60.0, gt=0)
     not_worse_than_champion: bool = True
     champion_tolerance: float = Field(0.0, ge=0)  # macro-F1 the candidate may trail the champion by
+    # the reject decision at the file's own threshold, on the frozen set (None: not judged); loose bounds
+    # around the line's rule (eval.reject_rule), which is set on ~25-100 validation parts and moves on test
+    min_defect_recall: float | None = Field(0.50, ge=0, le=1)
+    max_false_reject_rate: float | None = Field(0.25, ge=0, le=1)
 
 
 class VibrationPromotionConfig(BaseModel):

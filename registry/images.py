@@ -36,7 +36,7 @@ from registry.lifecycle import CHAMPION, alias_version, reconcile
 from registry.lifecycle import release as release_version
 from registry.store import from_store, relative_to_store
 from training.images.checkpoint import load_model
-from training.images.metrics import classification_metrics, macro_f1
+from training.images.metrics import classification_metrics, macro_f1, operating_point
 from training.images.model import ProbabilityModel
 
 PIP_REQUIREMENTS = ["torch==2.14.1", "timm==1.0.31", "numpy"]  # skip MLflow's slow inference
@@ -44,14 +44,22 @@ FP32_TAG = "shopfloor.fp32_model_uri"  # run tag: the fp32 ONNX model logged bes
 
 
 def score_onnx(path: Path, frozen: pd.DataFrame) -> dict:
-    """Macro-F1 and per-class recall of an exported file on the frozen set, fed as its card says."""
+    """Macro-F1, per-class recall and the reject decision at the file's own threshold (None without one)
+    of an exported file on the frozen set, fed as its card says."""
     card = read_card(path)
     classes = card_classes(card)
     grey = load_batch(frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"])
     labels = np.array([classes.index(label) for label in frozen["label"]])
     proba = run_batched(session(path), grey)
     metrics = classification_metrics(labels, proba, tuple(classes))
-    return {"macro_f1": metrics.macro_f1, "recall": {c: v["recall"] for c, v in metrics.per_class.items()}}
+    ok, threshold = card["decision"].get("ok_class"), card["decision"].get("defect_threshold")
+    point = (
+        operating_point(labels, proba, classes.index(ok), threshold)
+        if ok in classes and threshold is not None
+        else None
+    )
+    return {"macro_f1": metrics.macro_f1, "recall": {c: v["recall"] for c, v in metrics.per_class.items()},
+            "operating_point": point}  # fmt: skip
 
 
 def _check(name: str, value: float, limit: float, higher_is_better: bool, unit: str = "") -> GateCheck:
@@ -84,6 +92,7 @@ def judge(
             " ms",
         )
     )
+    report.checks.extend(reject_checks(cfg, scored["operating_point"]))
     if cfg.not_worse_than_champion:
         if champion is None:
             report.checks.append(GateCheck("not_worse_than_champion", None, None, True, "no champion yet"))
@@ -93,6 +102,24 @@ def judge(
                 _check("not_worse_than_champion", scored["macro_f1"], theirs - cfg.champion_tolerance, True)
             )
     return report
+
+
+def reject_checks(cfg: PromotionConfig, point) -> list[GateCheck]:
+    """The reject decision at the file's own threshold: enough defects caught, few enough good parts thrown."""
+    if point is None:  # no ok class in the card: the device reports classes only
+        return [
+            GateCheck("reject_decision", None, None, True, "no ok class: the model makes no reject decision")
+        ]
+    checks = []
+    if cfg.min_defect_recall is not None:
+        checks.append(_check("defect_recall_at_threshold", point.defect_recall, cfg.min_defect_recall, True))
+    if cfg.max_false_reject_rate is not None:
+        checks.append(
+            _check(
+                "false_reject_rate_at_threshold", point.false_reject_rate, cfg.max_false_reject_rate, False
+            )
+        )
+    return checks
 
 
 def log_frozen_set(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -231,26 +258,30 @@ def log_pytorch_model(model_path: Path, metadata: dict) -> str:
     return info.model_uri
 
 
+def log_edge_file(path: Path, card: dict, name: str = "edge-int8") -> str:
+    """Log one exported file as an MLflow ONNX model with signature and card; returns its model URI."""
+    import onnx
+
+    size = card["input"]["preprocessing"]["image_size"]
+    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)
+    signature = infer_signature(example, np.zeros((1, len(card_classes(card))), dtype=np.float32))
+    info = mlflow.onnx.log_model(
+        onnx.load(str(path)), name=name, signature=signature, input_example=example,
+        onnx_execution_providers=["CPUExecutionProvider"], metadata={"card": card},
+        save_as_external_data=False,  # one self-contained file: what the edge server streams
+        pip_requirements=["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"],
+    )  # fmt: skip
+    return info.model_uri
+
+
 def log_onnx_models(report) -> str:
     """Log fp32 and int8 ONNX as MLflow models with signature and card; returns the int8 model URI.
 
     The int8 file is what edge devices run, so it is the model that gets registered.
     """
-    import onnx
-
     card = read_card(report.int8_path)
-    size = card["input"]["preprocessing"]["image_size"]
-    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)
-    signature = infer_signature(example, np.zeros((1, len(card_classes(card))), dtype=np.float32))
-    uris = {}
-    for name, path in (("onnx-fp32", report.fp32_path), ("edge-int8", report.int8_path)):
-        info = mlflow.onnx.log_model(
-            onnx.load(str(path)), name=name, signature=signature, input_example=example,
-            onnx_execution_providers=["CPUExecutionProvider"], metadata={"card": card},
-            save_as_external_data=False,  # one self-contained file: what the edge server streams
-            pip_requirements=["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"],
-        )  # fmt: skip
-        uris[name] = info.model_uri
+    fp32_uri = log_edge_file(report.fp32_path, card, "onnx-fp32")
+    int8_uri = log_edge_file(report.int8_path, card)
     mlflow.log_artifact(str(report.card_path), "export")
-    mlflow.set_tag(FP32_TAG, uris["onnx-fp32"])  # `registry approve` measures int8 fidelity against it
-    return uris["edge-int8"]
+    mlflow.set_tag(FP32_TAG, fp32_uri)  # `registry approve` measures int8 fidelity against it
+    return int8_uri

@@ -177,7 +177,12 @@ def move_alias(
 
 
 def promote(
-    client: mlflow.MlflowClient, model: str, version: str, actor: str, gate: dict | None
+    client: mlflow.MlflowClient,
+    model: str,
+    version: str,
+    actor: str,
+    gate: dict | None,
+    action: str = "promote",
 ) -> list[AliasEvent]:
     """Make `version` champion; the old champion becomes previous-champion.
 
@@ -191,8 +196,8 @@ def promote(
         raise RegistryError(f"{model} version {version} is already champion")
     events = []
     if old is not None:
-        events.append(move_alias(client, model, PREVIOUS, old, actor, "promote", gate))
-    events.append(move_alias(client, model, CHAMPION, version, actor, "promote", gate))
+        events.append(move_alias(client, model, PREVIOUS, old, actor, action, gate))
+    events.append(move_alias(client, model, CHAMPION, version, actor, action, gate))
     return events
 
 

@@ -44,9 +44,36 @@ def lineage_section(lineage: dict[str, str]) -> list[str]:
     return ["### Lineage", *[f"- {key.replace('_', ' ')}: `{value}`" for key, value in lineage.items()]]
 
 
+def reject_section(card: dict) -> list[str]:
+    """The reject rule in words, where it put the threshold, and the held-out table to pick another from."""
+    decision, measured = card["decision"], card["metrics"]
+    if decision.get("defect_threshold") is None or "reject_table" not in measured:
+        return []
+    rule, point, found = (
+        decision.get("reject_rule", {}),
+        measured["operating_point"],
+        measured["reject_table"],
+    )
+    rows = [(f"{row['threshold']:.4f}", f"{row['defect_recall']:.1%}", f"{row['false_reject_rate']:.1%}",
+             "**shipped**" if abs(row["threshold"] - point["threshold"]) < 1e-9 else "")
+            for row in found["rows"]]  # fmt: skip
+    if not any(abs(row["threshold"] - point["threshold"]) < 1e-9 for row in found["rows"]):
+        rows.append((f"{point['threshold']:.4f}", f"{point['defect_recall']:.1%}", f"{point['false_reject_rate']:.1%}", "**shipped**"))  # fmt: skip
+        rows.sort(key=lambda row: -float(row[0]))
+    said = rule.get("words") or rule.get("reason") or "not recorded"
+    return ["### Reject rule",
+            f"Rule: {said} ({rule.get('chosen_on', 'set by hand')}). The device rejects a part when its defect "
+            f"probability (1 - P({decision['ok_class']})) >= **{point['threshold']:.4f}**: on held-out parts this file "
+            f"caught **{point['defect_recall']:.1%}** of defects and rejected **{point['false_reject_rate']:.1%}** of good parts.",
+            "", f"Other thresholds on the same held-out parts ({found['defect_parts']} defect, {found['good_parts']} good); "
+            "`shopfloor registry set-threshold MODEL VERSION --threshold T` ships one without retraining:", "",
+            *table(("threshold", "defects caught", "good parts rejected", ""), rows)]  # fmt: skip
+
+
 def defect_page(title: str, test, gate: GateReport, export: dict[str, float], cpu: str,
-                counts: dict[str, int], label_issues: int | None, lineage: dict[str, str]) -> str:  # fmt: skip
-    """`test`: the held-out ClassificationMetrics; `export`: ExportReport.flat()."""
+                counts: dict[str, int], label_issues: int | None, lineage: dict[str, str],
+                card: dict | None = None) -> str:  # fmt: skip
+    """`test`: the held-out ClassificationMetrics; `export`: ExportReport.flat(); `card`: the shipped file's."""
     point = test.operating_point
     headline = f"**Test macro-F1 {test.macro_f1:.3f}** (balanced accuracy {test.balanced_accuracy:.3f}) on held-out parts."
     if point is not None:
@@ -60,6 +87,7 @@ def defect_page(title: str, test, gate: GateReport, export: dict[str, float], cp
     return "\n".join([
         f"## {title}", headline, "",
         "### Per-class (test)", *table(("class", "recall", "precision", "parts"), per_class), "",
+        *reject_section(card or {"decision": {}, "metrics": {}}), "",
         *gate_section(gate), "",
         "### Edge model (int8 ONNX, what devices run)", *table(("", "fp32", "int8"), edge),
         f"Top-1 agreement int8 vs fp32: {export['export_top1_agreement']:.3f}. Latency measured on {cpu}.", "",

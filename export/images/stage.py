@@ -24,8 +24,9 @@ from export.images.onnx import INPUT, check_parity, export_fp32, fit_projection,
 from export.metadata import save_card, write_card
 from training.images.checkpoint import load_model
 from training.images.data import split_indices, training_data
-from training.images.metrics import macro_f1
+from training.images.metrics import macro_f1, operating_point
 from training.images.model import DefectClassifier
+from training.images.reject_rule import reject_table
 
 EMBEDDING_FIT_IMAGES = 512  # training images the embedding's PCA is fitted on
 
@@ -129,6 +130,17 @@ def pytorch_latency(
         return batch1_latency_ms(lambda x: shipped(torch.from_numpy(x)), test, runs)
 
 
+def reject_measurements(decision: dict, classes: list[str], proba: np.ndarray, labels: np.ndarray) -> dict:
+    """The shipped file's operating point and its recall vs false-reject table on the held-out test part:
+    what a line manager picks another threshold from (`registry set-threshold`)."""
+    ok, threshold = decision.get("ok_class"), decision.get("defect_threshold")
+    if ok not in classes or threshold is None:
+        return {}
+    point = operating_point(labels, proba, classes.index(ok), threshold)
+    return {"operating_point": asdict(point) | {"measured_on": "held-out test parts, this file"},
+            "reject_table": reject_table(labels, proba, classes.index(ok)) | {"measured_on": "held-out test parts, this file"}}  # fmt: skip
+
+
 def export_edge_models(model_path: Path, manifest, classes: list[str], cfg: ExportConfig, out_dir: Path,
                        cache_dir: Path | None, lineage: dict) -> ExportReport:  # fmt: skip
     """Export, verify and measure; write `model.fp32.onnx`, `model.int8.onnx` and `model_card.json`."""
@@ -161,8 +173,10 @@ def export_edge_models(model_path: Path, manifest, classes: list[str], cfg: Expo
         "parity_max_abs": parity,
         "measured_on": cpu_facts(),  # latencies and the kernel check hold for this CPU only
     }  # fmt: skip
+    decision = payload.get("decision") or {}
     reference = output_reference(int8_proba, int8_embedding)
-    card = model_card(model.spec, payload.get("decision") or {}, metrics, lineage, reference)
+    card = model_card(model.spec, decision, metrics | reject_measurements(decision, classes, int8_proba, labels),
+                      lineage, reference)  # fmt: skip
     for path, precision in ((fp32_path, "fp32"), (int8_path, "int8")):
         write_card(path, card | {"export": card["export"] | {"precision": precision}})
     card_path = save_card(

@@ -124,13 +124,82 @@ def approve(
 
     _client(tracking_uri)
     report, events = approve_version(promotion_for, model, version, reason if override_gates else None)
-    for check in report.checks:
-        console.print(
-            f"  {'[green]pass[/green]' if check.passed else '[red]FAIL[/red]'} {check.name}: {check.detail}"
-        )
+    _print_checks(report)
     console.print(
         f"{model} version {version} is now champion"
         + "".join(f"\n  {e.alias}: {e.from_version} -> {e.to_version}" for e in events)
+    )
+
+
+def _print_checks(report) -> None:
+    for check in report.checks:
+        mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
+        console.print(f"  {mark} {check.name}: {check.detail}")
+
+
+def _print_table(model: str, version: str, card: dict) -> None:
+    from registry.review import reject_section
+
+    lines = reject_section(card)
+    console.print(
+        f"{model} v{version}, threshold {card['decision'].get('defect_threshold')}:\n" + "\n".join(lines[1:])
+    )
+
+
+@app.command("set-threshold")
+def set_threshold(
+    model: str,
+    version: str,
+    threshold: Annotated[float | None, typer.Option(help="Reject when P(defect) >= this.")] = None,
+    false_reject_rate: Annotated[
+        float | None,
+        typer.Option(help="Most defects caught rejecting at most this share of good parts (held-out table)."),
+    ] = None,
+    defect_recall: Annotated[
+        float | None,
+        typer.Option(
+            help="Fewest good parts rejected catching at least this share of defects (held-out table)."
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the history).")] = "",
+    override_gates: Annotated[
+        bool, typer.Option("--override-gates", help="Ship although a gate fails.")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML with a promotion section.")
+    ] = None,
+    tracking_uri: TrackingOption = DEFAULT_STORE,
+) -> None:
+    """Ship VERSION's classifier with another reject threshold, without retraining.
+
+    Without a threshold option, prints the held-out recall vs false-reject table to pick from. The new
+    threshold becomes a new version (same network), gated like any candidate; when VERSION is champion
+    and the gate passes it becomes champion, and devices switch on their next pull.
+    """
+    import tempfile
+
+    from core.config import load_config
+    from core.errors import ConfigError
+    from flows.images.config import DefectJobConfig
+    from registry.threshold import pick_threshold, source_card
+    from registry.threshold import set_threshold as change_threshold
+
+    _client(tracking_uri)
+    with tempfile.TemporaryDirectory() as scratch:
+        _, card = source_card(model, version, Path(scratch))
+    if threshold is None and false_reject_rate is None and defect_recall is None:
+        _print_table(model, version, card)
+        raise ConfigError(
+            "pick a threshold: --threshold T, --false-reject-rate R or --defect-recall R, with --reason '...'"
+        )
+    chosen = pick_threshold(card, threshold, false_reject_rate, defect_recall)
+    cfg = load_config(DefectJobConfig, config).promotion
+    change = change_threshold(cfg, model, version, chosen, reason, reason if override_gates else None)
+    _print_checks(change.gate)
+    state = ("is now champion; devices switch on their next pull" if change.events
+             else f"is a candidate (v{version} is not champion); `shopfloor registry approve {model} {change.version}` ships it")  # fmt: skip
+    console.print(
+        f"{model} v{change.version} (v{version}'s network, threshold {change.before:.4f} -> {change.after:.4f}) {state}"
     )
 
 

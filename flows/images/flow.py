@@ -7,6 +7,7 @@ FAILED) and registers nothing; `resume` reopens a killed run and continues from 
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +184,8 @@ def describe_for_review(version, evaluation, gate, promoted: bool, exported, che
     """The version's and the run's page in the MLflow UI: figures, gate table, edge file, data, lineage."""
     title = f"{version.name} version {version.version}: {'champion' if promoted else 'candidate'}"
     page = defect_page(title, evaluation[0].test, gate, exported.flat(), cpu_facts()["cpu"], checked.counts(),
-                       label_review.issues if label_review is not None else None, lineage)  # fmt: skip
+                       label_review.issues if label_review is not None else None, lineage,
+                       json.loads(exported.card_path.read_text()))  # fmt: skip
     describe(mlflow.MlflowClient(), version.name, version.version, version.run_id, page)
 
 

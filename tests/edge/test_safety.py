@@ -14,17 +14,14 @@ from edge.devices import DeviceStore
 from edge.guard import RateLimits
 from edge.server import EdgeSettings, create_app
 from flows.cli.main import app
-from registry.config import PromotionConfig
 from registry.images import release
 from registry.lifecycle import CHAMPION, history
 from tests.fixtures.data import REPO
-from tests.fixtures.models import register_exports
+from tests.fixtures.models import LENIENT, register_exports
 from tests.fixtures.servers import live_server
 
 pytestmark = pytest.mark.slow
 MODEL = "tiles"
-LENIENT = PromotionConfig(min_macro_f1=0.0, min_class_recall=0.0, max_int8_macro_f1_drop=1.0,
-                          min_top1_agreement=0.0, max_latency_ms_p95=10_000)  # fmt: skip
 FAILING = LENIENT.model_copy(update={"min_macro_f1": 0.99})
 
 

@@ -25,6 +25,7 @@ TINY = [
 LENIENT_GATE = [
     "promotion.min_macro_f1=0", "promotion.min_class_recall=0", "promotion.max_int8_macro_f1_drop=1",
     "promotion.min_top1_agreement=0", "promotion.max_latency_ms_p95=100000",
+    "promotion.min_defect_recall=0", "promotion.max_false_reject_rate=1",
 ]  # fmt: skip
 
 

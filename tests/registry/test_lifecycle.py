@@ -7,7 +7,6 @@ import time
 import pytest
 
 from core.errors import RegistryError
-from registry.config import PromotionConfig
 from registry.images import release
 from registry.lifecycle import (
     CANDIDATE,
@@ -20,16 +19,9 @@ from registry.lifecycle import (
     reconcile,
     rollback,
 )
-from tests.fixtures.models import register_exports
+from tests.fixtures.models import LENIENT, register_exports
 
 pytestmark = pytest.mark.slow
-LENIENT = PromotionConfig(
-    min_macro_f1=0.0,
-    min_class_recall=0.0,
-    max_int8_macro_f1_drop=1.0,
-    min_top1_agreement=0.0,
-    max_latency_ms_p95=10_000,
-)
 
 
 def _frozen(manifest):

@@ -18,15 +18,12 @@ from data_checks.quarantine import quarantine
 from device.client import EdgeClient, PullError
 from edge.devices import DeviceStore
 from edge.server import EdgeSettings, create_app
-from registry.config import PromotionConfig
 from registry.images import release
 from registry.tracking import TrackingConfig, configure
-from tests.fixtures.models import register_exports
+from tests.fixtures.models import LENIENT, register_exports
 from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.slow
-LENIENT = PromotionConfig(min_macro_f1=0.0, min_class_recall=0.0, max_int8_macro_f1_drop=1.0,
-                          min_top1_agreement=0.0, max_latency_ms_p95=10_000)  # fmt: skip
 
 
 def test_a_moved_project_keeps_its_registry_frozen_set_quarantine_and_edge_state(

@@ -146,6 +146,7 @@ TINY = [
     "split.test_fraction=0.25", "split.val_fraction=0.25", "checks.rules.min_per_class=5",
     "promotion.min_macro_f1=0", "promotion.min_class_recall=0", "promotion.max_int8_macro_f1_drop=1",
     "promotion.min_top1_agreement=0", "promotion.max_latency_ms_p95=100000",
+    "promotion.min_defect_recall=0", "promotion.max_false_reject_rate=1",
 ]  # fmt: skip
 
 

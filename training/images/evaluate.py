@@ -15,12 +15,12 @@ from training.images.device import autocast
 from training.images.metrics import (
     ClassificationMetrics,
     OperatingPoint,
-    choose_defect_threshold,
     classification_metrics,
     operating_point,
 )
 from training.images.model import DefectClassifier
 from training.images.plots import confusion_matrix_png, per_class_png, reject_curve_png
+from training.images.reject_rule import choose_operating_point, reject_table
 
 
 @torch.inference_mode()
@@ -45,6 +45,7 @@ class EvalResult:
     val: ClassificationMetrics
     test_proba: np.ndarray
     plots: dict[str, Path]
+    reject_table: dict | None = None  # recall vs false rejects on the test part (reject_rule.reject_table)
 
 
 def evaluate_split(
@@ -79,7 +80,7 @@ def score_probabilities(
     test_point: OperatingPoint | None = None
     if cfg.ok_class in classes:
         ok = classes.index(cfg.ok_class)
-        val_point = choose_defect_threshold(val_labels, val_proba, ok, cfg.target_defect_recall)
+        val_point = choose_operating_point(val_labels, val_proba, ok, cfg.reject_rule)
         test_point = operating_point(test_labels, test_proba, ok, val_point.threshold)
     val = classification_metrics(val_labels, val_proba, classes, val_point)
     test = classification_metrics(test_labels, test_proba, classes, test_point)
@@ -92,7 +93,8 @@ def score_probabilities(
             test_labels, test_proba, ok, test_point, out_dir / "recall_vs_false_reject.png"
         )
         plots["recall_vs_false_reject"] = curve
-    return EvalResult(test, val, test_proba, plots)
+    table = reject_table(test_labels, test_proba, ok) if test_point is not None else None
+    return EvalResult(test, val, test_proba, plots, table)
 
 
 def evaluate_checkpoint(
@@ -114,11 +116,7 @@ def evaluate_checkpoint(
     result = evaluate_split(
         model, data.images, data.labels, parts["val"], parts["test"], cfg, torch.device("cpu"), out_dir
     )
-    point = result.val.operating_point
-    decision = {
-        "ok_class": cfg.ok_class,
-        "defect_threshold": point.threshold if point else None,
-    }
+    decision = reject_decision(cfg, result.val)
     model_path = save_checkpoint(
         out_dir / "model.pt",
         model,
@@ -127,3 +125,18 @@ def evaluate_checkpoint(
         history=payload.get("history", []),
     )
     return result, model_path
+
+
+def reject_decision(cfg: EvalConfig, val: ClassificationMetrics) -> dict:
+    """What a device needs to decide (ok class, threshold) and the rule that set the threshold, in words."""
+    point = val.operating_point
+    if point is None:
+        return {"ok_class": cfg.ok_class, "defect_threshold": None}
+    support = {name: m["support"] for name, m in val.per_class.items()}
+    good = support.get(cfg.ok_class, 0)
+    rule = cfg.reject_rule.model_dump(exclude_none=True) | {
+        "words": cfg.reject_rule.words(),
+        "chosen_on": f"validation: {good} good and {sum(support.values()) - good} defect parts",
+        "validation_defect_recall": point.defect_recall, "validation_false_reject_rate": point.false_reject_rate,
+    }  # fmt: skip
+    return {"ok_class": cfg.ok_class, "defect_threshold": point.threshold, "reject_rule": rule}

@@ -2,8 +2,8 @@
 
 Accuracy is meaningless at 30:1 imbalance (predict "free" everywhere: 71 %), so the headline is
 macro-F1 with balanced accuracy and per-class recall beside it. On the line the question is
-binary: reject the part or not. `choose_defect_threshold` picks the reject threshold on
-validation data for a target defect recall and reports what it costs in false rejects.
+binary: reject the part or not, at a threshold on P(defect) that the line's rule picks
+(training.images.reject_rule).
 """
 
 from __future__ import annotations
@@ -106,20 +106,3 @@ def operating_point(y_true: np.ndarray, proba: np.ndarray, ok_index: int, thresh
     recall = float(rejected[is_defect].mean()) if is_defect.any() else float("nan")
     false_reject = float(rejected[~is_defect].mean()) if (~is_defect).any() else float("nan")
     return OperatingPoint(float(threshold), recall, false_reject)
-
-
-def choose_defect_threshold(
-    y_true: np.ndarray, proba: np.ndarray, ok_index: int, target_recall: float
-) -> OperatingPoint:
-    """The highest threshold whose defect recall on this (validation) data reaches `target_recall`.
-
-    Highest, because every step down rejects more good parts. If the target cannot be reached
-    without rejecting everything, the lowest defect score is used and the shortfall is reported.
-    """
-    scores = defect_scores(proba, ok_index)[y_true != ok_index]
-    if scores.size == 0:
-        return operating_point(y_true, proba, ok_index, 0.5)
-    # Reject the k highest-scoring defects where k = ceil(target * n); the threshold is the k-th score.
-    k = int(np.ceil(target_recall * scores.size))
-    threshold = float(np.sort(scores)[::-1][k - 1])
-    return operating_point(y_true, proba, ok_index, threshold)

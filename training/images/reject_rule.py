@@ -1,0 +1,106 @@
+"""The reject threshold from the line's rule, and the recall vs false-reject table a line manager picks from.
+
+A part is rejected when its defect probability, 1 - P(ok class), reaches the threshold. On a set of
+scored parts only the cuts between neighbouring distinct scores change anything, so every rule looks
+at those cuts, takes the one it prefers, and the threshold sits halfway between the two scores
+around it (the same decisions on that set, with a margin on both sides for new parts):
+
+- target false-reject rate: most defects caught among cuts rejecting at most that share of good parts;
+- target defect recall: fewest good parts rejected among cuts catching at least that share of defects;
+- missed-defect cost C: lowest `C x missed defects + good parts rejected`.
+
+Ties go to the higher threshold (fewer rejections). `reject_table` applies a grid of such targets to
+held-out parts: each row is a threshold with the recall and false-reject rate measured there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from training.images.config import RejectRule
+from training.images.metrics import OperatingPoint, defect_scores, operating_point
+
+FALSE_REJECT_GRID = (0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
+RECALL_GRID = (0.50, 0.80, 0.90, 0.95, 0.97, 0.99, 1.0)
+
+
+def cuts(scores: np.ndarray) -> np.ndarray:
+    """Candidate thresholds, highest first: above every score, between neighbours, below every score."""
+    values = np.unique(scores)[::-1]
+    if values.size == 0:
+        return np.array([0.5])
+    top = (values[0] + 1.0) / 2 if values[0] < 1 else np.nextafter(1.0, 2.0)
+    return np.concatenate([[top], (values[:-1] + values[1:]) / 2, [values[-1] / 2]])
+
+
+def _rates(y_true: np.ndarray, scores: np.ndarray, ok_index: int, thresholds: np.ndarray):
+    """(defect recall, false-reject rate, missed defects, good parts rejected) at each threshold."""
+    defect = np.sort(scores[y_true != ok_index])
+    good = np.sort(scores[y_true == ok_index])
+    caught = defect.size - np.searchsorted(defect, thresholds, side="left")
+    rejected = good.size - np.searchsorted(good, thresholds, side="left")
+    recall = caught / defect.size if defect.size else np.full(thresholds.shape, np.nan)
+    false_reject = rejected / good.size if good.size else np.full(thresholds.shape, np.nan)
+    return recall, false_reject, defect.size - caught, rejected
+
+
+def choose_operating_point(
+    y_true: np.ndarray, proba: np.ndarray, ok_index: int, rule: RejectRule
+) -> OperatingPoint:
+    """The threshold `rule` prefers on these (validation) parts, with what it measures there."""
+    scores = defect_scores(proba, ok_index)
+    if not (y_true != ok_index).any() or not (y_true == ok_index).any():
+        return operating_point(y_true, proba, ok_index, 0.5)  # one side missing: nothing to trade off
+    thresholds = cuts(scores)
+    return operating_point(
+        y_true, proba, ok_index, float(thresholds[_preferred(y_true, scores, ok_index, thresholds, rule)])
+    )
+
+
+def _preferred(y_true, scores, ok_index, thresholds, rule: RejectRule) -> int:
+    """Index of the preferred cut (thresholds run highest first, so argmax/argmin ties keep the higher)."""
+    recall, false_reject, missed, rejected = _rates(y_true, scores, ok_index, thresholds)
+    if rule.target_false_reject_rate is not None:
+        allowed = false_reject <= rule.target_false_reject_rate + 1e-12
+        return int(np.argmax(np.where(allowed, recall, -1.0)))  # the first cut is always allowed
+    if rule.target_defect_recall is not None:
+        reaching = recall >= rule.target_defect_recall - 1e-12
+        return int(np.argmin(np.where(reaching, false_reject, np.inf)))  # the last cut always reaches
+    return int(np.argmin(rule.missed_defect_cost * missed + rejected))
+
+
+def reject_table(y_true: np.ndarray, proba: np.ndarray, ok_index: int) -> dict:
+    """Recall vs false rejects on held-out parts at the thresholds a grid of targets picks, highest first."""
+    points = {}
+    for target in FALSE_REJECT_GRID:
+        point = choose_operating_point(y_true, proba, ok_index, RejectRule(target_false_reject_rate=target))
+        points[point.threshold] = point
+    for target in RECALL_GRID:
+        point = choose_operating_point(y_true, proba, ok_index, RejectRule(target_defect_recall=target))
+        points[point.threshold] = point
+    rows = [asdict(points[t]) for t in sorted(points, reverse=True)]
+    return {
+        "defect_parts": int((y_true != ok_index).sum()),
+        "good_parts": int((y_true == ok_index).sum()),
+        "rows": [
+            row
+            | {
+                "defect_recall": round(row["defect_recall"], 4),
+                "false_reject_rate": round(row["false_reject_rate"], 4),
+            }
+            for row in rows
+        ],  # fmt: skip
+    }
+
+
+def row_for(table: dict, false_reject_rate: float | None = None, defect_recall: float | None = None) -> dict:
+    """The table's row a line manager means: most defects caught within a false-reject rate, or fewest
+    good parts rejected reaching a recall; None when no row qualifies."""
+    rows = table["rows"]
+    if false_reject_rate is not None:
+        within = [r for r in rows if r["false_reject_rate"] <= false_reject_rate + 1e-9]
+        return max(within, key=lambda r: (r["defect_recall"], r["threshold"]), default=None)
+    reaching = [r for r in rows if r["defect_recall"] >= (defect_recall or 0) - 1e-9]
+    return min(reaching, key=lambda r: (r["false_reject_rate"], -r["threshold"]), default=None)
