@@ -69,7 +69,7 @@ def hide_console_tracebacks() -> None:
     """Attach the filter to Prefect's console handler (Prefect configures logging on import)."""
     import logging
 
-    import prefect  # noqa: F401  (sets up Prefect's logging handlers)
+    import prefect.main  # noqa: F401  (configures logging; `import prefect` alone defers it)
 
     for handler in logging.getLogger().handlers:
         if type(handler).__name__ == "PrefectConsoleHandler" and not any(

@@ -19,7 +19,7 @@ from core.settings import DEFAULT_TRACKING_URI
 from flows.cli.device import app as device_app
 from flows.cli.edge import app as edge_app
 from flows.cli.monitor import app as monitor_app
-from flows.cli.options import ConfigOption, SetOption
+from flows.cli.options import ConfigOption, GoodOption, ProcessesOption, SetOption, shortcut_settings
 from flows.cli.refusals import refusal
 from flows.cli.registry import app as registry_app
 from flows.cli.stack import app as stack_app
@@ -99,22 +99,15 @@ def train_defects(
         ),
     ] = False,
     data_version: DataVersionOption = None,
-    processes: Annotated[
-        int | None,
-        typer.Option(
-            "--processes",
-            min=1,
-            help="Fine-tune on N processes with torchrun (DistributedDataParallel; one GPU each where there are GPUs). Same as --set fit.processes=N.",
-        ),
-    ] = None,
+    processes: ProcessesOption = None,
+    good: GoodOption = None,
 ) -> None:
-    """Check the data, train a defect classifier on held-out-tile splits, evaluate, register."""
+    """Check the data, train a defect classifier on part-grouped splits, evaluate, register."""
     from core.config import load_config
     from core.errors import DataError
     from flows.images.config import DefectJobConfig
 
-    if processes is not None:
-        set_ = [*(set_ or []), f"fit.processes={processes}"]
+    set_ = [*(set_ or []), *shortcut_settings(processes=processes, good=good)]
 
     cfg = load_config(DefectJobConfig, config, set_)  # fail on a bad setting before Prefect starts
     if data_version is not None:

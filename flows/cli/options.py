@@ -15,3 +15,24 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override one setting, e.g. --set fit.epochs=3 (repeatable)."),
 ]
+ProcessesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        help="Fine-tune on N processes with torchrun (DistributedDataParallel; one GPU each where there are GPUs). Same as --set fit.processes=N.",
+    ),
+]
+GoodOption = Annotated[
+    str | None,
+    typer.Option(
+        "--good",
+        help="The class of good parts (the reject decision is defect vs this). Default: the class whose name says so (good, ok, free, functional, normal). Same as --set eval.ok_class=CLASS.",
+    ),
+]
+SHORTCUTS = {"processes": "fit.processes", "good": "eval.ok_class"}
+
+
+def shortcut_settings(**given: object) -> list[str]:
+    """`--set` overrides for the options that are shortcuts of a setting, for those given."""
+    return [f"{SHORTCUTS[name]}={value}" for name, value in given.items() if value is not None]

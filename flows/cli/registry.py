@@ -140,9 +140,11 @@ def _print_checks(report) -> None:
 def _print_table(model: str, version: str, card: dict) -> None:
     from registry.review import reject_section
 
-    lines = reject_section(card)
+    lines = [line.replace("**", "") for line in reject_section(card)[1:]]  # Markdown bold reads badly here
     console.print(
-        f"{model} v{version}, threshold {card['decision'].get('defect_threshold')}:\n" + "\n".join(lines[1:])
+        f"{model} v{version}, reject threshold {card['decision'].get('defect_threshold'):.4f}",
+        *lines,
+        sep="\n",
     )
 
 

@@ -37,6 +37,7 @@ from registry.tracking import configure, fail_abandoned_runs, git_commit, proces
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
+from training.images.reject_rule import good_class
 from training.images.torchrun import train_on_processes
 from training.images.train import train_classifier
 
@@ -189,6 +190,14 @@ def describe_for_review(version, evaluation, gate, promoted: bool, exported, che
     describe(mlflow.MlflowClient(), version.name, version.version, version.run_id, page)
 
 
+def _with_good_class(cfg: DefectJobConfig, classes: list[str]) -> DefectJobConfig:
+    """The good class settled once the classes are known (declared, or found by name with a warning), before
+    any training: a declared class the data lacks fails here, not after the fine-tune."""
+    good = good_class(classes, cfg.eval.ok_class)
+    mlflow.set_tag("good_class", good or "none: no reject decision")
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"ok_class": good})})
+
+
 def _start_run(resume: str | None, client, experiment_id: str) -> mlflow.ActiveRun:
     """A new run, or the one to resume; runs left RUNNING by a dead process are marked FAILED first."""
     if resume is None:
@@ -240,7 +249,7 @@ def _log_data(checked: CheckedDataset, data_path: Path) -> str:
 def _summary_text(summary: DefectRunSummary, gate_failures: list[str], int8_path: Path) -> str:
     point = summary.defect_recall is not None
     return (
-        f"\n[bold]Done.[/bold] Test macro-F1 on held-out tiles: {summary.test_macro_f1:.3f} "
+        f"\n[bold]Done.[/bold] Test macro-F1 on held-out parts: {summary.test_macro_f1:.3f} "
         f"(balanced accuracy {summary.test_balanced_accuracy:.3f})"
         + (f"; defect recall {summary.defect_recall:.3f} at false-reject rate {summary.false_reject_rate:.3f}" if point else "")
         + f"\nRegistered model: {summary.model_name} version {summary.model_version}, run {summary.run_id}"
@@ -273,6 +282,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
         checked = check_data(cfg, data_path, work / "checks")
+        cfg = _with_good_class(cfg, checked.classes)
         data_version = _log_data(checked, data_path)
         label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None
         manifest = split(cfg, checked, data_path.name)

@@ -27,6 +27,14 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
     assert "does not exist" in out.stderr and "Traceback" not in out.stderr + out.stdout
 
 
+def test_a_good_class_the_data_lacks_fails_before_training(tile_subset, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "flows.cli.main", "train", "defects", "--data", str(tile_subset),
+                          "--good", "MT_Fine", "--set", "review.enabled=false"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "'MT_Fine' is not a class of this data" in out.stderr
+    assert "MT_Free" in out.stderr and "epoch" not in out.stderr + out.stdout
+
+
 def test_remote_training_without_a_stack_says_how_to_get_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     out = subprocess.run([sys.executable, "-m", "flows.cli.main", "train", "defects", "--remote", "--data", str(tmp_path)],
@@ -91,3 +99,15 @@ def test_a_typo_in_a_name_fails_when_the_config_loads_before_any_data_is_read(tm
         assert out.returncode == 2, out.stderr
         assert key in out.stderr and choices in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert "Data checks" not in out.stderr + out.stdout
+
+
+def test_the_console_filter_reaches_prefects_console_handler():
+    """Finding: `import prefect` alone leaves logging unconfigured, so the filter found no handler and
+    a failed task printed its traceback on the terminal. Run alone, in a fresh process."""
+    code = (
+        "import logging; from flows.report import hide_console_tracebacks; hide_console_tracebacks(); "
+        "hs = [h for h in logging.getLogger().handlers if type(h).__name__ == 'PrefectConsoleHandler']; "
+        "print(len(hs), all(any(type(f).__name__ == '_NoTracebackOnConsole' for f in h.filters) for h in hs))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["1", "True"], out.stderr

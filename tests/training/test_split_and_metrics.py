@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from core.errors import ConfigError
 from data_checks.images.manifest import load_dataset
 from tests.fixtures.data import TILES
 from training.images.config import RejectRule, SplitConfig
 from training.images.metrics import classification_metrics, operating_point
-from training.images.reject_rule import choose_operating_point, cuts, reject_table, row_for
+from training.images.reject_rule import choose_operating_point, cuts, good_class, reject_table, row_for
 from training.images.split import grouped_holdout, grouped_kfold, lighting_shift
 
 
@@ -111,3 +112,14 @@ def test_metrics_on_a_known_confusion():
     assert m.confusion == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert m.per_class["b"]["recall"] == 1.0 and m.per_class["a"]["recall"] == 0.5
     assert m.balanced_accuracy == pytest.approx((0.5 + 1 + 0.5) / 3)
+
+
+def test_the_good_class_is_declared_or_found_by_its_name_with_a_warning(caplog):
+    assert good_class(["MT_Crack", "MT_Free"], "MT_Free") == "MT_Free" and not caplog.records
+    assert good_class(["defective", "functional"], None) == "functional"
+    assert good_class(["crack", "OK_parts"], None) == "OK_parts"
+    assert "--good CLASS" in caplog.text
+    assert good_class(["scratch", "dent"], None) is None  # classes only, said in the log
+    assert good_class(["good", "normal"], None) is None
+    with pytest.raises(ConfigError, match="'pass' is not a class of this data"):
+        good_class(["crack", "ok"], "pass")

@@ -147,6 +147,7 @@ class RejectRule(Frozen):
 class EvalConfig(Frozen):
     """The defect/no-defect operating point is chosen on validation by `reject_rule`."""
 
-    ok_class: str | None = "MT_Free"
+    # the class of good parts; None: the one class whose name says so (reject_rule.good_class)
+    ok_class: str | None = None
     # 5 % of good parts: what lines accept for a visual check (RESULTS.md section 1 reports the recall)
     reject_rule: RejectRule = RejectRule(target_false_reject_rate=0.05)

@@ -20,7 +20,7 @@ from training.images.metrics import (
 )
 from training.images.model import DefectClassifier
 from training.images.plots import confusion_matrix_png, per_class_png, reject_curve_png
-from training.images.reject_rule import choose_operating_point, reject_table
+from training.images.reject_rule import choose_operating_point, good_class, reject_table
 
 
 @torch.inference_mode()
@@ -78,7 +78,7 @@ def score_probabilities(
     """`evaluate_split` from probabilities already computed (one model's, or several averaged)."""
     val_point: OperatingPoint | None = None
     test_point: OperatingPoint | None = None
-    if cfg.ok_class in classes:
+    if cfg.ok_class in classes:  # resolved by good_class in evaluate_checkpoint
         ok = classes.index(cfg.ok_class)
         val_point = choose_operating_point(val_labels, val_proba, ok, cfg.reject_rule)
         test_point = operating_point(test_labels, test_proba, ok, val_point.threshold)
@@ -110,6 +110,7 @@ def evaluate_checkpoint(
     `model.pt` is the checkpoint plus what serving needs to decide: the reject threshold and
     the class it is relative to, and the metrics measured here, so the file describes itself.
     """
+    cfg = cfg.model_copy(update={"ok_class": good_class(classes, cfg.ok_class)})
     model, payload = load_model(checkpoint)
     data = training_data(manifest, classes, model.spec.image_size, cache_dir)
     parts = split_indices(manifest)
