@@ -24,10 +24,12 @@ class ImageRules(BaseModel):
     max_aspect: float = 5.0
     channels: tuple[int, ...] = (1, 3)
     modes: tuple[str, ...] = ("L", "RGB")
-    min_brightness: float = 10.0
-    max_brightness: float = 245.0
-    min_contrast: float = 2.0
-    min_blur: float = 10.0  # variance of the Laplacian; the magnetic tiles' sharpest-lit minimum is ~60
+    # None: set from the data set's own spread (data_checks.images.thresholds); a number: that bound
+    min_brightness: float | None = None  # mean grey level
+    max_brightness: float | None = None
+    min_contrast: float | None = None  # grey-level standard deviation
+    min_blur: float | None = None  # variance of the Laplacian
+    outlier_spread: float = Field(6.0, gt=0)  # robust standard deviations (log scale) from the median
     min_per_class: int = 10
     severity: dict[str, Severity] = {}  # rule -> severity, overriding image_suite.DEFAULT_SEVERITY
 

@@ -17,6 +17,7 @@ from data_checks.findings import Finding, Severity
 from data_checks.gx_context import quiet_context, run_suite
 from data_checks.images.config import ImageRules  # noqa: F401  (re-exported: the stage and its settings)
 from data_checks.images.properties import suffix_format
+from data_checks.images.thresholds import fit_rules
 
 DEFAULT_SEVERITY = {
     "decode": Severity.ERROR,
@@ -50,9 +51,13 @@ def _between(column: str, low: float | None, high: float | None, rule: str, rule
     )
 
 
-def image_suite(rules: ImageRules, classes: list[str]) -> gx.ExpectationSuite:
-    """Per-image expectations over the property table (see properties.PROPERTY_COLUMNS)."""
+def image_suite(
+    rules: ImageRules, classes: list[str], derived: frozenset[str] = frozenset()
+) -> gx.ExpectationSuite:
+    """Per-image expectations over the property table (see properties.PROPERTY_COLUMNS); `rules` with every
+    bound set (thresholds.fit_rules), `derived` the ones set from this data set, which the messages say."""
     r = rules
+    seen = lambda *bounds: " (from this data set's spread)" if derived & set(bounds) else ""  # noqa: E731
     return gx.ExpectationSuite(
         name="image_properties",
         expectations=[
@@ -64,9 +69,9 @@ def image_suite(rules: ImageRules, classes: list[str]) -> gx.ExpectationSuite:
             _between("aspect", r.min_aspect, r.max_aspect, "aspect", r, f"width/height must lie in [{r.min_aspect}, {r.max_aspect}]"),
             _in_set("channels", list(r.channels), "channels", r, f"channel count must be one of {list(r.channels)}"),
             _between("brightness", r.min_brightness, r.max_brightness, "brightness", r,
-                     f"mean grey level must lie in [{r.min_brightness}, {r.max_brightness}] (lamp off or sensor saturated?)"),
-            _between("contrast", r.min_contrast, None, "contrast", r, f"grey-level spread must be >= {r.min_contrast} (blank frame?)"),
-            _between("blur", r.min_blur, None, "blur", r, f"sharpness (variance of Laplacian) must be >= {r.min_blur}"),
+                     f"mean grey level must lie in [{r.min_brightness}, {r.max_brightness}]{seen('min_brightness', 'max_brightness')} (lamp off or sensor saturated?)"),
+            _between("contrast", r.min_contrast, None, "contrast", r, f"grey-level spread must be >= {r.min_contrast}{seen('min_contrast')} (blank frame?)"),
+            _between("blur", r.min_blur, None, "blur", r, f"sharpness (variance of Laplacian) must be >= {r.min_blur}{seen('min_blur')}"),
             _in_set("label", classes, "label", r, f"label must be one of {classes}"),
         ],
     )  # fmt: skip
@@ -159,8 +164,9 @@ def validate_images(
     """Run both suites; undecodable files get their decoder's message. Data Docs go to `docs_dir`."""
     context = quiet_context(docs_dir)
     table = _image_table(properties, labels)
+    fitted, derived = fit_rules(rules, table)
     findings = _to_findings(
-        run_suite(context, image_suite(rules, classes), table, "path", docs_dir is not None), "path"
+        run_suite(context, image_suite(fitted, classes, derived), table, "path", docs_dir is not None), "path"
     )
     rows = table.set_index("path")
     findings = [Finding(f.rule, f.severity, _plain_message(f, rows.loc[f.path]), f.path) if f.rule in PLAIN else f

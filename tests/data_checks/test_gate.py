@@ -150,3 +150,29 @@ def test_annotator_manifest_reports_agreement_and_quarantines_ties(tile_subset, 
     assert set(checked.agreement.disagreements["path"]) == {str(images[0]), str(images[tie])}
     assert [Path(q.original).name for q in checked.quarantined] == [images[tie].name]  # the tie
     assert len(checked.manifest) == len(images) - 1
+
+
+def test_bounds_follow_the_line_so_a_bright_product_passes_and_bad_frames_still_do_not(tile_subset, tmp_path):
+    """Finding: fixed bounds tuned on tiles (mean grey <= 245) quarantined valid bright steel images (246).
+    Here every tile is made a bright product (mean grey ~246, as a white part under strong light)."""
+    import numpy as np
+
+    for path in tile_subset.rglob("*.jpg"):
+        grey = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+        Image.fromarray(np.clip(grey * 0.2 + 225, 0, 255).astype(np.uint8)).save(path, quality=95)
+    free = tile_subset / "MT_Free" / "Imgs"
+    source = np.asarray(Image.open(_first(free)).convert("L"), dtype=np.float32)
+    Image.fromarray(np.full(source.shape, 255, np.uint8)).save(free / "saturated.jpg", quality=95)
+    Image.fromarray((source * 0.005).astype(np.uint8)).save(free / "lamp_off.jpg", quality=95)
+
+    checked = check_image_dataset(_config(tmp_path), tile_subset, tmp_path / "out")
+
+    quarantined = {Path(item.original).name for item in checked.quarantined}
+    reasons = [(Path(f.path).name, f.rule) for f in checked.findings if f.path and f.severity == "error"]
+    assert quarantined == {"saturated.jpg", "lamp_off.jpg"}, reasons
+    said = {Path(f.path).name: f.describe() for f in checked.findings if f.rule == "brightness"}
+    assert "from this data set's spread" in said["saturated.jpg"]
+
+    pinned = _config(tmp_path, rules={"max_brightness": 245.0})  # a bound set in config is kept as it is
+    strict = check_image_dataset(pinned, tile_subset, tmp_path / "pinned")
+    assert len(strict.quarantined) > len(checked.quarantined)
