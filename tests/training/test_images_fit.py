@@ -133,3 +133,43 @@ def test_loader_workers_none_on_cpu_several_on_cuda_and_as_asked_otherwise():
     assert loader_workers(3, torch.device("cpu")) == 3
     assert loader_workers(0, torch.device("cuda")) == 0
     assert 1 <= loader_workers(None, torch.device("cuda")) <= 8  # this machine has 2 cores or more
+
+
+def test_a_collapsing_fine_tune_goes_back_to_its_best_weights_at_lower_rates(tiny, tmp_path):
+    """A new line's finding: validation 0.79 at epoch 2, then one class for everything from epoch 4 on.
+    Rates 1000x too high make the same collapse here."""
+    data, split, spec = tiny
+    cfg = CFG.model_copy(update={"epochs": 4, "lr_backbone": 0.5, "lr_head": 0.5, "max_restarts": 2})
+    result = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path)
+    restarts = [row for row in result.history if "restart" in row]
+    assert 1 <= len(restarts) <= 2, result.history
+    assert "one class" in restarts[0]["restart"] or "loss rose" in restarts[0]["restart"]
+    after = result.history[result.history.index(restarts[0]) + 1]
+    assert after["lr"] < restarts[0]["lr"]  # the rest of the fine-tune runs at the lowered rates
+    assert load_model(result.best_checkpoint)[1]["epoch"] == result.best_epoch
+
+
+def test_a_run_killed_right_after_a_restart_resumes_at_the_lowered_rates(tiny, tmp_path):
+    data, split, spec = tiny
+    cfg = CFG.model_copy(update={"epochs": 3, "lr_backbone": 0.5, "lr_head": 0.5, "max_restarts": 1})
+    unbroken = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "a")
+    [restart] = [row["epoch"] for row in unbroken.history if "restart" in row]
+
+    def kill_at_the_restart(row):
+        if row["epoch"] == restart:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(
+            cfg,
+            AugmentConfig(),
+            spec,
+            data,
+            split.train,
+            split.val,
+            tmp_path / "b",
+            on_epoch_end=kill_at_the_restart,
+        )
+    resumed = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "b", resume=True)
+    assert [row["lr"] for row in resumed.history] == pytest.approx([row["lr"] for row in unbroken.history])
+    assert resumed.history[-1]["train_loss"] == pytest.approx(unbroken.history[-1]["train_loss"], rel=1e-4)

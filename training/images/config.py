@@ -91,6 +91,12 @@ class FitConfig(Frozen):
     focal_gamma: float = Field(2.0, ge=0)
     samples_per_epoch: int | None = Field(640, ge=1)  # None: one pass over the training set
     early_stopping_patience: int = Field(4, ge=1)
+    # A fine-tune that collapses (every validation item predicted as one class, or the training loss rising
+    # `collapse_loss_rises` epochs in a row) goes back to best.pt and continues at `collapse_lr_factor` x
+    # the learning rates, at most `max_restarts` times, instead of spending its remaining epochs diverged.
+    max_restarts: int = Field(2, ge=0)
+    collapse_lr_factor: float = Field(0.3, gt=0, lt=1)
+    collapse_loss_rises: int = Field(3, ge=2)
     # Keep BatchNorm on ImageNet statistics: timm's TF-ported BN has momentum 0.01, so running
     # statistics lag batch statistics for hundreds of steps and validation collapses after unfreezing.
     freeze_bn_stats: bool = True

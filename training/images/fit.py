@@ -74,12 +74,15 @@ def _optimizer(model: DefectClassifier, cfg: FitConfig, frozen_backbone: bool, s
     return optimizer, scheduler
 
 
-def _phase_optimizer(model: DefectClassifier, cfg: FitConfig, frozen: bool, batches: int, saved: dict | None):
-    """The optimiser and one-cycle schedule of a phase; a resumed run takes the saved ones back."""
-    optimizer, scheduler = _optimizer(
-        model, cfg, frozen, (cfg.warmup_epochs if frozen else cfg.epochs) * batches
-    )
-    if saved is not None and saved.get("frozen") == frozen:
+def _phase_optimizer(model: DefectClassifier, cfg: FitConfig, frozen: bool, batches: int, saved: dict | None,
+                     state: dict):  # fmt: skip
+    """The optimiser and one-cycle schedule of a phase, or of what is left of it after a restart (at the
+    lowered rates); a resumed run takes the saved ones back."""
+    scale, left = state["lr_scale"], cfg.warmup_epochs + cfg.epochs - state["epoch"]
+    scaled = cfg.model_copy(update={"lr_head": cfg.lr_head * scale, "lr_backbone": cfg.lr_backbone * scale})
+    epochs = cfg.warmup_epochs if frozen else (left if state["restarts"] else cfg.epochs)
+    optimizer, scheduler = _optimizer(model, scaled, frozen, epochs * batches)
+    if saved is not None and saved.get("frozen") == frozen and "optimizer" in saved:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
     return optimizer, scheduler
@@ -139,26 +142,56 @@ def _train_epoch(
 
 def _validate(
     model: DefectClassifier, data: TrainingData, val_idx: np.ndarray, device, batch_size: int, rank: Rank
-) -> float:
-    """Validation macro-F1: what early stopping and the choice of `best.pt` follow. Each rank
-    predicts its share; all ranks get the same score, so they stop together."""
+) -> tuple[float, np.ndarray]:
+    """Validation macro-F1 (what early stopping and the choice of `best.pt` follow) and the predicted
+    classes. Each rank predicts its share; all ranks get the same answer, so they stop together."""
     mine = np.array_split(val_idx, rank.world)[rank.rank]
-    predicted = predict_proba(model.eval(), data.images[mine], device, batch_size).argmax(1)
-    return macro_f1(data.labels[val_idx], gather(predicted, rank), len(data.classes))
+    predicted = gather(predict_proba(model.eval(), data.images[mine], device, batch_size).argmax(1), rank)
+    return macro_f1(data.labels[val_idx], predicted, len(data.classes)), predicted
+
+
+def _collapse(
+    state: dict, predicted: np.ndarray, truth: np.ndarray, frozen: bool, cfg: FitConfig
+) -> str | None:
+    """Why this fine-tuning epoch counts as collapsed, or None: one class for every validation item, or
+    the training loss up `collapse_loss_rises` epochs in a row."""
+    if frozen:
+        return None
+    if len(np.unique(truth)) > 1 and len(np.unique(predicted)) == 1:
+        return "every validation item predicted as one class"
+    losses = [row["train_loss"] for row in state["history"] if row["phase"] == "finetune"][
+        -cfg.collapse_loss_rises - 1 :
+    ]
+    if len(losses) > cfg.collapse_loss_rises and all(b > a for a, b in zip(losses, losses[1:], strict=False)):
+        return f"training loss rose {cfg.collapse_loss_rises} epochs in a row"
+    return None
+
+
+def _restart(model: DefectClassifier, best_path: Path, state: dict, cfg: FitConfig, reason: str) -> bool:
+    """Back to best.pt at lower learning rates; False when no restart is left (or no best.pt to go back to)."""
+    if state["restarts"] >= cfg.max_restarts or state["best_epoch"] < 0:
+        return False
+    model.load_state_dict(read_checkpoint(best_path)["model"])
+    state["restarts"] += 1
+    state["lr_scale"] *= cfg.collapse_lr_factor
+    state["bad_epochs"] = 0
+    state["history"][-1]["restart"] = (f"{reason}: back to epoch {state['best_epoch'] + 1}'s weights, learning "
+                                       f"rates x{state['lr_scale']:.2g} (restart {state['restarts']}/{cfg.max_restarts})")  # fmt: skip
+    return True
 
 
 def _resume(
     model: DefectClassifier, last_path: Path, resume: bool, total_epochs: int, rank: Rank
 ) -> tuple[dict, dict | None]:
     """The loop's state, fresh or from `last.pt` (whose weights go into `model`), and the saved payload."""
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0}
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "history": [], "bad_epochs": 0, "restarts": 0, "lr_scale": 1.0}  # fmt: skip
     saved = read_checkpoint(last_path) if resume and last_path.exists() else None
     if saved is None:
         return state, None
     model.load_state_dict(saved["model"])
     if rank.main:
         console.print(f"Resuming from {last_path} at epoch {saved['epoch'] + 1}/{total_epochs}", markup=False)
-    return {k: saved[k] for k in state}, saved
+    return {k: saved.get(k, default) for k, default in state.items()}, saved
 
 
 def _record(
@@ -186,12 +219,16 @@ def _report(row: dict, improved: bool, total_epochs: int, seconds: float) -> Non
         f"ETA {math.ceil(remaining / 60)} min",
         markup=False,
     )
+    if "restart" in row:
+        console.print(f"  collapsed ({row['restart']})", markup=False)
 
 
-def _save(model: DefectClassifier, state: dict, paths: tuple[Path, ...], on_epoch_end, row: dict) -> None:
-    """Rank 0's end of an epoch: `last.pt` (and `best.pt` when validation improved), then the report."""
+def _save(model: DefectClassifier, state: dict, paths: tuple[Path, ...], on_epoch_end, row: dict,
+          optimizer_state: dict) -> None:  # fmt: skip
+    """Rank 0's end of an epoch: `last.pt` (and `best.pt` when validation improved), then the report.
+    `optimizer_state` is empty after a restart: a resumed run then builds the lowered schedule afresh."""
     for path in paths:
-        save_checkpoint(path, model, **state)
+        save_checkpoint(path, model, **(state | optimizer_state))
     if on_epoch_end is not None:
         on_epoch_end(row)
 
@@ -226,21 +263,24 @@ def fit(
         frozen = state["epoch"] < cfg.warmup_epochs
         loader = make_loader(data, train_idx, transform, cfg, device, state["epoch"], rank)
         _set_phase(model, frozen, cfg)
-        if phase != frozen:  # a new phase gets a fresh optimiser and schedule (and DDP wrapper)
-            optimizer, scheduler = _phase_optimizer(model, cfg, frozen, len(loader), saved)
+        # a new phase, or a restart, gets a fresh optimiser and schedule (and DDP wrapper)
+        if phase != frozen:
+            optimizer, scheduler = _phase_optimizer(model, cfg, frozen, len(loader), saved, state)
             stepped, phase = trainable(model, rank, device), frozen
         torch.manual_seed(cfg.seed * 1000 + state["epoch"] + 7919 * rank.rank)
 
-        seen, loss_sum, seconds = _train_epoch(
-            stepped, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight, rank
-        )
+        seen, loss_sum, seconds = _train_epoch(stepped, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight, rank)  # fmt: skip
         speeds.append(seen / seconds)
-        score = _validate(model, data, val_idx, device, cfg.batch_size, rank)
+        score, predicted = _validate(model, data, val_idx, device, cfg.batch_size, rank)
         row, improved = _record(state, score, frozen, seen, loss_sum, seconds, scheduler.get_last_lr()[0])
+        reason = _collapse(state, predicted, data.labels[val_idx], frozen, cfg)
+        restarted = bool(reason) and not improved and _restart(model, best_path, state, cfg, reason)
+        if restarted:  # the rest of the fine-tune: a new optimiser at the lowered rates
+            phase = saved = None
         if rank.main:
             _report(row, improved, total_epochs, seconds)
-            saved_state = state | {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}  # fmt: skip
-            _save(model, saved_state, (best_path, last_path) if improved else (last_path,), on_epoch_end, row)
+            kept = {} if restarted else {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}  # fmt: skip
+            _save(model, state, (best_path, last_path) if improved else (last_path,), on_epoch_end, row, kept)
 
     if state["best_epoch"] < 0 and rank.main:  # zero epochs asked for: the pretrained start is the model
         save_checkpoint(best_path, model, **state)
