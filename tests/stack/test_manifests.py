@@ -8,6 +8,8 @@ import tomllib
 
 import yaml
 
+from data_checks.versioning import REMOTE_ENV
+from stack import dvc_remote
 from stack.layout import SERVICES
 from stack.postgres import DATABASES
 from stack.team import POOL, Stack, StackConfig
@@ -54,6 +56,10 @@ def test_both_manifests_hold_the_stacks_services_with_its_commands_and_ports():
         assert "postgresql+psycopg2://" in text  # plain postgresql:// wants psycopg 3
     for text in (command(services["worker"]), command(containers["worker"])):
         assert f"--pool {POOL} --type process" in text
+    # a worker pulls the data version it is asked for from the stack's DVC remote
+    k8s_worker = {e["name"]: e.get("value") for e in containers["worker"]["env"]}
+    for env in (services["worker"]["environment"], k8s_worker):
+        assert env[REMOTE_ENV] == dvc_remote.URL and env["AWS_ENDPOINT_URL"] == f"http://s3:{PORTS['s3']}"
     for text in (command(services["s3"]), " ".join(containers["s3"]["args"])):
         assert "-bucket=mlflow,dvc" in text and "-master.telemetry=false" in text
     prefect_env = [e["value"] for e in containers["prefect"]["env"] if "value" in e]
