@@ -23,10 +23,11 @@ def configure(repo: Path, endpoint: str, access_key: str, secret_key: str) -> No
     if not (repo / ".dvc").is_dir():
         raise StackError(f"{repo} is not a DVC repository (no .dvc/ folder): run `dvc init` there first")
     dvc = [sys.executable, "-m", "dvc", "remote"]
+    # `--` before the values: a generated key may start with "-", which the parser took for an option
     for args in (["add", "--local", "--force", "-d", REMOTE, URL],
-                 ["modify", "--local", REMOTE, "endpointurl", endpoint],
-                 ["modify", "--local", REMOTE, "access_key_id", access_key],
-                 ["modify", "--local", REMOTE, "secret_access_key", secret_key]):  # fmt: skip
+                 ["modify", "--local", REMOTE, "endpointurl", "--", endpoint],
+                 ["modify", "--local", REMOTE, "access_key_id", "--", access_key],
+                 ["modify", "--local", REMOTE, "secret_access_key", "--", secret_key]):  # fmt: skip
         done = subprocess.run(dvc + args, cwd=repo, capture_output=True, text=True)
         if done.returncode:
             raise StackError(f"dvc remote {args[0]} failed in {repo}: {done.stderr.strip()[-300:]}")

@@ -193,7 +193,9 @@ def describe_for_review(version, evaluation, gate, promoted: bool, exported, che
 def _with_good_class(cfg: DefectJobConfig, classes: list[str]) -> DefectJobConfig:
     """The good class settled once the classes are known (declared, or found by name with a warning), before
     any training: a declared class the data lacks fails here, not after the fine-tune."""
-    good = good_class(classes, cfg.eval.ok_class)
+    good, note = good_class(classes, cfg.eval.ok_class)
+    if note:
+        console.print(f"[yellow]{note}[/yellow]")
     mlflow.set_tag("good_class", good or "none: no reject decision")
     return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"ok_class": good})})
 

@@ -86,3 +86,17 @@ def test_images_and_files_follow_the_pins_and_the_stacks_own_settings(tmp_path):
     )  # the names `stack env` prints
     secret = kubernetes()[("Secret", "shopfloor-stack")]["stringData"]
     assert set(secret) == example - {"AWS_DEFAULT_REGION"}
+
+
+def test_a_generated_key_starting_with_a_dash_reaches_the_dvc_config(tmp_path):
+    """Finding (CI, stop 30): a random S3 secret began with '-' and `dvc remote modify` took it for an option,
+    failing every stack test that pushes data."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    dvc_remote.configure(tmp_path, "http://127.0.0.1:9", "shopfloor", "-gjCwNJstfILZ75aMTfJVwm1ZIx2TeSo")
+    assert (
+        "secret_access_key = -gjCwNJstfILZ75aMTfJVwm1ZIx2TeSo"
+        in (tmp_path / ".dvc" / "config.local").read_text()
+    )

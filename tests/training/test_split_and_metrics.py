@@ -114,12 +114,12 @@ def test_metrics_on_a_known_confusion():
     assert m.balanced_accuracy == pytest.approx((0.5 + 1 + 0.5) / 3)
 
 
-def test_the_good_class_is_declared_or_found_by_its_name_with_a_warning(caplog):
-    assert good_class(["MT_Crack", "MT_Free"], "MT_Free") == "MT_Free" and not caplog.records
-    assert good_class(["defective", "functional"], None) == "functional"
-    assert good_class(["crack", "OK_parts"], None) == "OK_parts"
-    assert "--good CLASS" in caplog.text
-    assert good_class(["scratch", "dent"], None) is None  # classes only, said in the log
-    assert good_class(["good", "normal"], None) is None
+def test_the_good_class_is_declared_or_found_by_its_name_with_a_warning():
+    assert good_class(["MT_Crack", "MT_Free"], "MT_Free") == ("MT_Free", None)
+    assert good_class(["defective", "functional"], None)[0] == "functional"
+    found, note = good_class(["crack", "OK_parts"], None)
+    assert found == "OK_parts" and "--good CLASS" in note
+    assert good_class(["scratch", "dent"], None)[0] is None  # classes only, and the note says so
+    assert "good, normal all look like one" in good_class(["good", "normal"], None)[1]
     with pytest.raises(ConfigError, match="'pass' is not a class of this data"):
         good_class(["crack", "ok"], "pass")

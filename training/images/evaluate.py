@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,10 @@ def evaluate_checkpoint(
     `model.pt` is the checkpoint plus what serving needs to decide: the reject threshold and
     the class it is relative to, and the metrics measured here, so the file describes itself.
     """
-    cfg = cfg.model_copy(update={"ok_class": good_class(classes, cfg.ok_class)})
+    good, note = good_class(classes, cfg.ok_class)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    cfg = cfg.model_copy(update={"ok_class": good})
     model, payload = load_model(checkpoint)
     data = training_data(manifest, classes, model.spec.image_size, cache_dir)
     parts = split_indices(manifest)

@@ -15,7 +15,6 @@ held-out parts: each row is a threshold with the recall and false-reject rate me
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import asdict
 
@@ -26,32 +25,31 @@ from training.images.config import RejectRule
 from training.images.metrics import OperatingPoint, defect_scores, operating_point
 
 GOOD_NAMES = frozenset({"good", "ok", "free", "functional", "normal"})
-log = logging.getLogger("shopfloor.training")
 FALSE_REJECT_GRID = (0.0, 0.01, 0.02, 0.05, 0.10, 0.15, 0.20, 0.30, 0.50)
 RECALL_GRID = (0.50, 0.80, 0.90, 0.95, 0.97, 0.99, 1.0)
 
 
-def good_class(classes: list[str] | tuple[str, ...], declared: str | None) -> str | None:
-    """The class of good parts: the declared one, else the one class whose name says so (a word of it is
-    good, ok, free, functional or normal), with a warning; None when no class qualifies (no reject decision)."""
+def good_class(classes: list[str] | tuple[str, ...], declared: str | None) -> tuple[str | None, str | None]:
+    """The class of good parts and what to tell the user about it: the declared one (nothing to tell),
+    else the one class whose name says so (a word of it is good, ok, free, functional or normal), else
+    None: no reject decision, classes only. Returned, not logged, so the caller says it where people look."""
     if declared is not None:
         if declared not in classes:
             raise ConfigError(
                 f"eval.ok_class {declared!r} is not a class of this data ({', '.join(classes)}); "
                 "name the good class with --good CLASS"
             )
-        return declared
+        return declared, None
     found = [name for name in classes if set(re.split(r"[^a-z]+", name.lower())) & GOOD_NAMES]
     if len(found) == 1:
-        log.warning(
-            "good class not declared: using %r, its name says so (declare it with --good CLASS)", found[0]
-        )
-        return found[0]
+        return found[
+            0
+        ], f"good class not declared: using {found[0]!r}, its name says so (declare it with --good CLASS)"
     said = "no class is named like one" if not found else f"{', '.join(found)} all look like one"
-    log.warning(
-        "no good class declared and %s: no reject decision, classes only (declare it with --good CLASS)", said
+    return (
+        None,
+        f"no good class declared and {said}: no reject decision, classes only (declare it with --good CLASS)",
     )
-    return None
 
 
 def cuts(scores: np.ndarray) -> np.ndarray:
