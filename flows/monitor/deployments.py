@@ -6,7 +6,9 @@ child processes of it, no work pool needed); a team server (`PREFECT_API_URL`) s
 under Deployments and Automations. The trigger passes the drifted device to the training flow,
 whose new version, once its gate passes, reaches that device first (flows.rollout). A concurrency
 limit of one per retraining deployment, with new runs cancelled, keeps a burst of events (a whole
-line drifting at once) from starting a burst of training runs.
+line drifting at once) from starting a burst of training runs. Cycles never overlap either: on a
+busy machine a cycle can outlast its interval, and two cycles reading the same new windows would
+judge them twice.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def loop_deployments(cfg: LoopConfig) -> list:
     monitor = monitor_drift.to_deployment(
         MONITOR_DEPLOYMENT,
         interval=timedelta(seconds=cfg.every_s),
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
         parameters={"state_dir": state, "tracking_uri": cfg.monitor.tracking_uri, "alpha": cfg.monitor.alpha},
     )
     retrain = [

@@ -82,16 +82,23 @@ def featurise(cfg: AnomalyJobConfig, checked: CheckedSensorData) -> AnomalyDatas
 def add_device_normal(
     cfg: AnomalyJobConfig, dataset: AnomalyDataset, device: str, state: Path
 ) -> AnomalyDataset:
-    """The drifted device's recent alarm-free feature rows join the normal data (monitor.retraining)."""
+    """The drifted device's recent normal feature rows join the normal data (monitor.retraining);
+    each version's own false-alarm rate (its monitoring reference) says which windows are normal."""
     from edge.telemetry import TelemetryStore
+    from monitor.references import reference_loader
     from monitor.retraining import device_normal_rows
 
-    normal = device_normal_rows(TelemetryStore(state / "telemetry.db"), device, cfg.tracking.model_name)
+    model, reference = cfg.tracking.model_name, reference_loader(cfg.tracking.tracking_uri)
+
+    def normal_rate(version: str) -> float | None:
+        return (reference(model, version) or {}).get("alarm_rate")
+
+    normal = device_normal_rows(TelemetryStore(state / "telemetry.db"), device, model, normal_rate)
     mlflow.set_tags({"retrained_for_device": device})
     mlflow.log_metrics({"device_normal_rows": len(normal.rows), "device_windows_used": normal.windows_used,
                         "device_windows_alarmed": normal.windows_alarmed})  # fmt: skip
-    console.print(f"{device}: {len(normal.rows)} normal feature rows from {normal.windows_used} alarm-free windows "
-                  f"({normal.windows_alarmed} recent windows alarmed and stay out)")  # fmt: skip
+    console.print(f"{device}: {len(normal.rows)} normal feature rows from {normal.windows_used} normal windows "
+                  f"({normal.windows_alarmed} recent windows alarmed beyond the normal rate and stay out)")  # fmt: skip
     return add_device_rows(dataset, normal.rows, f"telemetry:{device}", cfg)
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_drift_on_one_device_retrains_and_the_new_version_reaches_that_device_only(tmp_path):
-    result = run_loop(tmp_path / "loop", timeout_s=600)
+    result = run_loop(tmp_path / "loop", timeout_s=300)
     print(result)
     assert result["drift_event"]["device"] == "shopfloor.device.motor-b"
     assert result["retrain_parameters"]["device"] == "motor-b"

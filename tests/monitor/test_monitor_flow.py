@@ -51,3 +51,17 @@ def test_a_cycle_is_an_mlflow_run_with_a_report_and_drift_raises_an_event(
         a.path == "monitoring/drift_report.html"
         for a in client.list_artifacts(latest.info.run_id, "monitoring")
     )
+
+
+def test_cycles_never_overlap_and_each_retraining_runs_alone():
+    """CI finding (closed loop on a slow machine): a cycle that outlasts its interval must not run beside
+    the next one, which would judge the same new windows again."""
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from flows.monitor.config import LoopConfig
+    from flows.monitor.deployments import loop_deployments
+
+    monitor, *retrain = loop_deployments(LoopConfig(every_s=10))
+    for deployment in (monitor, *retrain):
+        assert deployment.concurrency_limit == 1
+        assert deployment.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW

@@ -1,5 +1,6 @@
 """Issue 23: what a drifted vibration device gives its retraining run. Windows the model alarmed on
-never enter training; rows join the normal data split in time, and a model trains on them."""
+(beyond its normal false-alarm rate) never enter training; rows join the normal data split in time,
+and a model trains on them."""
 
 from __future__ import annotations
 
@@ -29,12 +30,24 @@ def test_only_alarm_free_windows_of_that_device_are_used(tmp_path):
     assert sorted(set(normal.rows[:, 0])) == [100.0, 102.0, 104.0]  # windows 0, 2, 4 of motor-b only
 
 
+def test_a_false_alarm_or_two_in_64_items_is_normal_operation_when_the_rate_is_known(tmp_path):
+    """CI finding: with "no alarm at all", a normal motor at 1.4 % false alarms kept 2 windows of 8, and
+    the retraining on so few rows failed its gate. 1-3 alarms in 64 are what that rate gives; 5 are not."""
+    store = TelemetryStore(tmp_path / "telemetry.db")
+    for i, alarms in enumerate([1, 2, 0, 3, 5, 9]):
+        store.add("motor-b", _window(i, alarms=alarms, value=100.0))
+    normal = device_normal_rows(store, "motor-b", "bearing-anomaly", lambda version: 0.014, min_rows=10)
+    assert normal.windows_used == 4 and normal.windows_alarmed == 2
+    assert sorted(set(normal.rows[:, 0])) == [100.0, 101.0, 102.0, 103.0]
+
+
 def test_a_device_whose_windows_all_alarmed_gives_nothing_and_says_so(tmp_path):
     store = TelemetryStore(tmp_path / "telemetry.db")
     for i in range(4):
         store.add("motor-b", _window(i, alarms=1, value=0.0))
     with pytest.raises(
-        DataError, match=r"motor-b: 0 normal feature rows .* \(4 of its last 4 windows alarmed\)"
+        DataError,
+        match=r"motor-b: 0 normal feature rows .* \(4 of its last 4 windows alarmed beyond the normal rate\)",
     ):
         device_normal_rows(store, "motor-b", "bearing-anomaly")
 
