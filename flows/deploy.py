@@ -8,6 +8,11 @@
 
 The code comes from this checkout (the worker runs in it); the stack's MLflow is set through the
 `tracking.tracking_uri` override, so a run started in the UI lands in the team's registry.
+
+A run whose worker dies (its machine loses power) cannot say so itself: it would stay RUNNING and
+hold its deployment's one slot, cancelling every later training. Flow runs send a heartbeat every
+`heartbeat_s` (PREFECT_FLOWS_HEARTBEAT_FREQUENCY on the worker), and the automation Prefect documents
+for "zombie" runs marks a run CRASHED after three missed heartbeats, which frees the slot.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ FLOWS = {  # flow name: (entrypoint, default data)
 }
 
 
-def deploy_all(pool: str, tracking_uri: str, edge_state: Path, every_s: int = 300) -> list[str]:
-    """Create or update the deployments; returns their ids."""
+def deploy_all(
+    pool: str, tracking_uri: str, edge_state: Path, every_s: int = 300, heartbeat_s: int = 30
+) -> list[str]:
+    """Create or update the deployments and the unresponsive-run automation; returns the deployments' ids."""
     from prefect import flow
 
     ids, tracking = [], [f"tracking.tracking_uri={tracking_uri}"]
@@ -45,9 +52,42 @@ def deploy_all(pool: str, tracking_uri: str, edge_state: Path, every_s: int = 30
                                  triggers=[trigger], concurrency_limit=once))  # fmt: skip
     monitor = flow.from_source(source=str(REPO), entrypoint="flows/monitor/flow.py:monitor_drift")
     ids.append(monitor.deploy(DEPLOYMENT, work_pool_name=pool, build=False, push=False, print_next_steps=False,
-                              interval=timedelta(seconds=every_s),
+                              interval=timedelta(seconds=every_s), concurrency_limit=once,
                               parameters={"state_dir": str(edge_state), "tracking_uri": tracking_uri}))  # fmt: skip
+    crash_unresponsive_runs(heartbeat_s)
     return [str(i) for i in ids]
+
+
+UNRESPONSIVE = "crash unresponsive flow runs"
+
+
+def crash_unresponsive_runs(heartbeat_s: int):
+    """Prefect's automation for zombie runs (docs: "detect zombie flows"): after a run's heartbeat, any
+    event of that run must follow within three heartbeats, or the run is marked CRASHED. Created once,
+    updated in place when the heartbeat changes."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    automation = Automation(
+        name=UNRESPONSIVE,
+        description=f"Marks a flow run CRASHED when {3 * heartbeat_s} s pass without its heartbeat (every {heartbeat_s} s).",
+        trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
+                             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                             within=timedelta(seconds=3 * heartbeat_s)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {3 * heartbeat_s} s: its worker or machine stopped")],
+    )  # fmt: skip
+    try:
+        existing = Automation.read(name=UNRESPONSIVE)
+    except ValueError:
+        return automation.create()
+    automation.id = existing.id
+    automation.update()
+    return automation
 
 
 def submit(flow_name: str, parameters: dict) -> tuple[str, str]:

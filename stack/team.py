@@ -30,6 +30,9 @@ from stack.services import Service, StackError, http_answers, running_pid, start
 
 BIN = Path(sys.executable).parent  # weed, mlflow, prefect and shopfloor are installed beside this Python
 POOL = "shopfloor"
+# a flow run's heartbeat; three missed and the stack's automation marks the run CRASHED (flows.deploy)
+HEARTBEAT_S = 30
+WORKER_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Stack:
         return Service("prefect", args, env, http_answers(f"{self.url('prefect')}/api/health", basic))
 
     def _worker(self) -> Service:
-        env = self._prefect_env() | self.client_env()
+        env = self._prefect_env() | self.client_env() | WORKER_ENV
         return Service("worker", worker_args(), env, cwd=Path.cwd())
 
     def _edge(self) -> Service:
@@ -146,9 +149,9 @@ def deploy(stack: Stack, every_s: int = 300) -> list[str]:
     """The flows' deployments on the stack's pool (flows.deploy), created in a child process that has
     the stack's settings from its first import of Prefect on."""
     code = ("import json, sys; from pathlib import Path; from flows.deploy import deploy_all; "
-            "print(json.dumps(deploy_all(sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]))))")  # fmt: skip
+            "print(json.dumps(deploy_all(sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))")  # fmt: skip
     env = os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect"))}
-    done = subprocess.run([sys.executable, "-c", code, POOL, stack.url("mlflow"), str(stack.paths.data("edge")), str(every_s)],
+    done = subprocess.run([sys.executable, "-c", code, POOL, stack.url("mlflow"), str(stack.paths.data("edge")), str(every_s), str(HEARTBEAT_S)],
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     if done.returncode:
         raise StackError(f"creating the deployments failed: {done.stderr.strip()[-600:]}")

@@ -116,7 +116,7 @@ def join(
     from core.errors import DataError
     from stack.layout import StackPaths
     from stack.services import Service, start
-    from stack.team import worker_args
+    from stack.team import WORKER_ENV, worker_args
 
     settings = {}
     for number, line in enumerate(env_file.read_text().splitlines(), 1):
@@ -133,7 +133,10 @@ def join(
     start(
         paths,
         Service(
-            "worker", worker_args(), settings | {"PREFECT_HOME": str(paths.data("prefect"))}, cwd=Path.cwd()
+            "worker",
+            worker_args(),
+            settings | WORKER_ENV | {"PREFECT_HOME": str(paths.data("prefect"))},
+            cwd=Path.cwd(),
         ),
     )
     console.print(

@@ -12,7 +12,7 @@ from data_checks.versioning import REMOTE_ENV
 from stack import dvc_remote
 from stack.layout import SERVICES
 from stack.postgres import DATABASES
-from stack.team import POOL, Stack, StackConfig
+from stack.team import POOL, WORKER_ENV, Stack, StackConfig
 from tests.fixtures.data import REPO
 
 DEPLOY = REPO / "deploy"
@@ -60,6 +60,9 @@ def test_both_manifests_hold_the_stacks_services_with_its_commands_and_ports():
     k8s_worker = {e["name"]: e.get("value") for e in containers["worker"]["env"]}
     for env in (services["worker"]["environment"], k8s_worker):
         assert env[REMOTE_ENV] == dvc_remote.URL and env["AWS_ENDPOINT_URL"] == f"http://s3:{PORTS['s3']}"
+        assert {
+            k: env[k] for k in WORKER_ENV
+        } == WORKER_ENV  # heartbeats, or a dead worker's run is never crashed
     for text in (command(services["s3"]), " ".join(containers["s3"]["args"])):
         assert "-bucket=mlflow,dvc" in text and "-master.telemetry=false" in text
     prefect_env = [e["value"] for e in containers["prefect"]["env"] if "value" in e]

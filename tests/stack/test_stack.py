@@ -18,7 +18,7 @@ import pytest
 
 from stack import postgres
 from stack.services import live, proc_stat, running_pid
-from stack.team import Stack, StackConfig, down, status, up
+from stack.team import HEARTBEAT_S, Stack, StackConfig, down, status, up
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -366,15 +366,21 @@ print(run_id)
             "run = run_deployment('monitor-drift/team', timeout=600); print(json.dumps(run.state_type.value))")  # fmt: skip
     assert json.loads(on_stack(stack, code)) == "COMPLETED"
     print(f"killed run {run_id}; versions before and after: {before}")
-    # Prefect still shows the killed run RUNNING (no worker is left to say otherwise), which holds the
-    # training deployment's one slot and cancels every new training: mark it crashed, as an operator would.
+    # No worker is left to say the killed run ended. Its heartbeats stop, and the stack's automation
+    # marks it CRASHED after three missed ones (it used to stay RUNNING, holding the training
+    # deployment's one slot and cancelling every later training until an operator stepped in).
     crashed = f"""
+import json, time
 from prefect.client.orchestration import get_client
-from prefect.states import Crashed
 with get_client(sync_client=True) as client:
-    print(client.set_flow_run_state({run_id!r}, Crashed(), force=True).status.value)
+    deadline = time.monotonic() + {3 * HEARTBEAT_S + 120}
+    while (run := client.read_flow_run({run_id!r})).state_type.value != 'CRASHED' and time.monotonic() < deadline:
+        time.sleep(2)
+    limit = client.read_deployment(run.deployment_id).global_concurrency_limit
+    print(json.dumps([run.state_type.value, run.state.message, limit.active_slots]))
 """
-    assert on_stack(stack, crashed) == "ACCEPT"
+    state, message, slots = json.loads(on_stack(stack, crashed))
+    assert (state, slots) == ("CRASHED", 0) and "no heartbeat" in message
 
 
 def processes_of_run(run_id: str) -> list[int]:
