@@ -116,6 +116,10 @@ def train_defects(
         raise DataError(
             f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
         )
+    else:
+        from training.images.reject_rule import check_declared_good_class
+
+        check_declared_good_class(data, cfg.eval.ok_class)
     if remote:
         return submit_training("train-defect-classifier", data, config, set_, data_version)
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line

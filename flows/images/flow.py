@@ -37,7 +37,7 @@ from registry.tracking import configure, fail_abandoned_runs, git_commit, proces
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
-from training.images.reject_rule import good_class
+from training.images.reject_rule import check_declared_good_class, good_class
 from training.images.torchrun import train_on_processes
 from training.images.train import train_classifier
 
@@ -283,6 +283,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
     with tracked_run(lambda: _start_run(resume, client, experiment_id)) as run:
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
+        check_declared_good_class(data_path, cfg.eval.ok_class)  # started from the Prefect UI, not the CLI
         checked = check_data(cfg, data_path, work / "checks")
         cfg = _with_good_class(cfg, checked.classes)
         data_version = _log_data(checked, data_path)

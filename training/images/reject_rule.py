@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +51,15 @@ def good_class(classes: list[str] | tuple[str, ...], declared: str | None) -> tu
         None,
         f"no good class declared and {said}: no reject decision, classes only (declare it with --good CLASS)",
     )
+
+
+def check_declared_good_class(data: Path, declared: str | None) -> None:
+    """A declared good class the data lacks fails in the first seconds, from the class names alone
+    (folders or the manifest's labels), before the checks read a pixel or Prefect starts."""
+    from data_checks.images.manifest import load_dataset
+
+    if declared is not None:
+        good_class(sorted(load_dataset(data).manifest["label"].unique()), declared)
 
 
 def cuts(scores: np.ndarray) -> np.ndarray:
