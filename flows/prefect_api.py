@@ -66,6 +66,19 @@ def prefect_api(full: bool = False):
     child, url = start_prefect_server(full)
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _send_what_is_queued()
     finally:
         stop_child(child)
+
+
+def _send_what_is_queued() -> None:
+    """Logs and events still queued go to the server before it stops: sent at exit, they printed
+    "--- Error logging to API --- All connection attempts failed" after a failed run's one line."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from core.errors import ShopfloorError
@@ -27,6 +28,12 @@ from flows.cli.vibration import score_app, train_anomaly
 from flows.report import console, hide_console_tracebacks, print_findings, quarantine_summary
 
 
+def say_error(err: object) -> None:
+    """The one line a user acts on; its text is printed as written (a rule name like "[min_per_class]"
+    is not markup)."""
+    console.print(f"[red]error:[/red] {escape(str(err))}")
+
+
 class GuardedGroup(TyperGroup):
     """The root command: an error the user can act on becomes one line and exit code 2, whether the
     CLI runs from the shell (`main`) or from another program (Typer's test runner, a Prefect worker)."""
@@ -37,13 +44,13 @@ class GuardedGroup(TyperGroup):
         except ShopfloorError as err:
             if os.environ.get("SHOPFLOOR_DEBUG"):
                 raise
-            console.print(f"[red]error:[/red] {err}", markup=True)
+            say_error(err)
             raise typer.Exit(2) from None
         except Exception as err:
             refused = refusal(err)
             if refused is None or os.environ.get("SHOPFLOOR_DEBUG"):
                 raise
-            console.print(f"[red]error:[/red] {refused}", markup=True)
+            say_error(refused)
             raise typer.Exit(2) from None
 
 
@@ -242,13 +249,13 @@ def run_guarded(typer_app: typer.Typer) -> None:
     except ShopfloorError as err:
         if os.environ.get("SHOPFLOOR_DEBUG"):
             raise
-        console.print(f"[red]error:[/red] {err}", markup=True)
+        say_error(err)
         sys.exit(2)
     except Exception as err:  # a bug, not a user error: still one line, with the way to see more
         if os.environ.get("SHOPFLOOR_DEBUG"):
             raise
         console.print(
-            f"[red]unexpected error ({type(err).__name__}):[/red] {err}\nRe-run with SHOPFLOOR_DEBUG=1 to see the traceback, and please report it."
+            f"[red]unexpected error ({type(err).__name__}):[/red] {escape(str(err))}\nRe-run with SHOPFLOOR_DEBUG=1 to see the traceback, and please report it."
         )
         sys.exit(1)
 

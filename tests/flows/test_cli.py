@@ -111,3 +111,39 @@ def test_the_console_filter_reaches_prefects_console_handler():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["1", "True"], out.stderr
+
+
+def test_an_error_naming_a_rule_in_brackets_is_printed_as_written(capsys, monkeypatch):
+    """Finding: "data set: [min_per_class] class 'MT_Crack': ..." lost its rule name, read as markup."""
+    import pytest
+    import typer
+
+    from core.errors import DataError
+    from flows.cli.main import run_guarded
+
+    app = typer.Typer()
+
+    @app.command()
+    def check() -> None:
+        raise DataError("data set: [min_per_class] class 'MT_Crack': every class needs >= 10 images")
+
+    monkeypatch.setattr(sys, "argv", ["shopfloor"])
+    with pytest.raises(SystemExit) as exited:
+        run_guarded(app)
+    assert exited.value.code == 2
+    assert "[min_per_class] class 'MT_Crack'" in capsys.readouterr().err
+
+
+def test_a_flow_that_fails_its_checks_ends_on_its_error_line(tmp_path):
+    """Finding: after the error line, a local run printed "--- Error logging to API --- All connection
+    attempts failed": Prefect sent its queued logs at exit, after the temporary API had stopped."""
+    from tests.fixtures.data import TILES
+
+    for name in ("MT_Free", "MT_Crack"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for image in sorted((TILES / name / "Imgs").glob("*.jpg"))[:3]:
+            (tmp_path / "data" / name / image.name).symlink_to(image)
+    out = subprocess.run([sys.executable, "-m", "flows.cli.main", "train", "defects", "--data", str(tmp_path / "data"),
+                          "--set", "review.enabled=false"], capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "[min_per_class] class 'MT_Crack'" in out.stderr, out.stderr
+    assert "Error logging to API" not in out.stderr and "connection attempts failed" not in out.stderr
