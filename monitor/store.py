@@ -1,6 +1,10 @@
 """What the monitor remembers between cycles: how far it read, each device's recent flags and state,
-and every assessment (for `shopfloor monitor status` and the cycle report). SQLite beside the
-telemetry it reads (the edge state folder)."""
+every assessment (for `shopfloor monitor status` and the cycle report), and which drift episodes
+were announced. SQLite beside the telemetry it reads (the edge state folder).
+
+A device's drift state is saved when its windows are judged and announced (the event that starts
+its retraining) a step later; an episode counts as announced only once its event went out, so a
+cycle that dies in between leaves it for the next cycle instead of losing the retraining."""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ CREATE TABLE IF NOT EXISTS devices (
     device TEXT NOT NULL, model TEXT NOT NULL, version TEXT, state TEXT NOT NULL, flags TEXT NOT NULL,
     since TEXT, last_window TEXT, statistic TEXT, q_value REAL, accuracy REAL, explanation TEXT,
     PRIMARY KEY (device, model)
+);
+CREATE TABLE IF NOT EXISTS announced (
+    device TEXT NOT NULL, model TEXT NOT NULL, since TEXT NOT NULL, PRIMARY KEY (device, model, since)
 );
 CREATE TABLE IF NOT EXISTS assessments (
     device TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, window_id TEXT NOT NULL, ended TEXT,
@@ -46,7 +53,14 @@ class MonitorStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self._local = path, threading.local()
-        self._db().executescript(SCHEMA)
+        db = self._db()
+        before = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        db.executescript(SCHEMA)
+        if (
+            "devices" in before and "announced" not in before
+        ):  # a store from before: its drifts were announced
+            for state in self.unannounced():
+                self.announce(state)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -74,6 +88,22 @@ class MonitorStore:
 
     def states(self) -> list[DeviceState]:
         return [_state(r) for r in self._db().execute("SELECT * FROM devices ORDER BY model, device")]
+
+    def unannounced(self) -> list[DeviceState]:
+        """Devices in drift whose episode (its `since`) has had no event yet."""
+        return [s for s in self.states() if s.state == "drift" and not self._announced(s)]
+
+    def _announced(self, state: DeviceState) -> bool:
+        query = "SELECT 1 FROM announced WHERE device = ? AND model = ? AND since = ?"
+        return (
+            self._db().execute(query, (state.device, state.model, state.since or "")).fetchone() is not None
+        )
+
+    def announce(self, state: DeviceState) -> None:
+        """Record that the event of this drift episode went out."""
+        self._db().execute(
+            "INSERT OR IGNORE INTO announced VALUES (?, ?, ?)", (state.device, state.model, state.since or "")
+        )
 
     def save(self, state: DeviceState, assessment: Assessment) -> None:
         db = self._db()

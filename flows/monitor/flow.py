@@ -22,7 +22,7 @@ from flows.monitor.report import cycle_html
 from monitor.cycle import CycleReport, run_cycle
 from monitor.detect import Rules
 from monitor.references import reference_loader
-from monitor.store import MonitorStore
+from monitor.store import DeviceState, MonitorStore
 from registry.tracking import TrackingConfig, configure
 
 FLOW_NAME = "monitor-drift"
@@ -49,10 +49,13 @@ def judge(cfg: MonitorConfig) -> CycleReport:
 
 
 @task(name="raise-events", cache_policy=NO_CACHE)
-def raise_events(cfg: MonitorConfig, report: CycleReport) -> int:
+def raise_events(cfg: MonitorConfig) -> list[DeviceState]:
+    """One event per drift episode not yet announced: this cycle's new ones, and any a cycle that
+    died after judging its windows left behind (monitor.store)."""
     from prefect.events import emit_event
 
-    for state in report.newly_drifted:
+    store, announced = MonitorStore(cfg.state_dir / "monitor.db"), []
+    for state in store.unannounced():
         emit_event(
             event=EVENT,
             resource={"prefect.resource.id": f"shopfloor.device.{state.device}", "shopfloor.model": state.model,
@@ -60,11 +63,13 @@ def raise_events(cfg: MonitorConfig, report: CycleReport) -> int:
             payload={"device": state.device, "model": state.model, "version": state.version,
                      "explanation": state.explanation, "q_value": state.q_value, "since": state.since},
         )  # fmt: skip
-    return len(report.newly_drifted)
+        store.announce(state)
+        announced.append(state)
+    return announced
 
 
 @task(name="request-samples", cache_policy=NO_CACHE)
-def request_samples(cfg: MonitorConfig, report: CycleReport) -> list[str]:
+def request_samples(cfg: MonitorConfig, drifted: list[DeviceState]) -> list[str]:
     """Ask each camera that newly drifted for the images of the window that tipped it, so they are
     waiting for `shopfloor monitor samples DEVICE` (labelling) by the time a person looks."""
     telemetry, samples = (
@@ -72,7 +77,7 @@ def request_samples(cfg: MonitorConfig, report: CycleReport) -> list[str]:
         SampleStore(cfg.state_dir / "samples"),
     )
     asked = []
-    for state in report.newly_drifted:
+    for state in drifted:
         window = telemetry.get(state.device, state.last_window) if state.last_window else None
         if window is not None and window.kind == "image-classifier":
             samples.request(state.device, state.last_window, by="monitor")
@@ -109,8 +114,8 @@ def monitor_drift(state_dir: str = str(MonitorConfig().state_dir), tracking_uri:
     with mlflow.start_run(run_name="drift cycle") as run:
         report = judge(cfg)
         _log(cfg, report, cfg.state_dir / "reports" / run.info.run_id)
-        events = raise_events(cfg, report)
-        request_samples(cfg, report)
+        announced = raise_events(cfg)
+        request_samples(cfg, announced)
     drift = sorted(f"{s.device}/{s.model}" for s in report.states if s.state == "drift")
     return MonitorSummary(run.info.run_id, len(report.assessments), drift,
-                          [f"{s.device}/{s.model}" for s in report.newly_drifted], events, report.skipped)  # fmt: skip
+                          [f"{s.device}/{s.model}" for s in report.newly_drifted], len(announced), report.skipped)  # fmt: skip

@@ -65,6 +65,31 @@ def test_drift_free_devices_stay_quiet_and_a_lamp_change_is_found_named_and_pers
     )  # each window once
 
 
+def test_a_drift_is_announced_once_even_when_the_cycle_that_found_it_died_before_its_event(
+    tmp_path, reference
+):
+    """Finding: the drift state was saved when the windows were judged and the event raised a step
+    later; a cycle dying in between lost the device's retraining for good (it was never "newly" in
+    drift again). An episode now counts as announced only once its event went out."""
+    import sqlite3
+
+    telemetry, store = TelemetryStore(tmp_path / "t.db"), MonitorStore(tmp_path / "m.db")
+    rng = np.random.default_rng(5)
+    for cycle in range(3):  # judged, and then the cycle "dies": nothing is announced
+        telemetry.add("cam-07", window(rng, cycle, 123.0))
+        run_cycle(telemetry, store, lambda m, v: reference, ["tiles"], Rules(persist_k=2, persist_n=3))
+    [pending] = store.unannounced()
+    assert pending.device == "cam-07" and pending.state == "drift"
+    telemetry.add("cam-07", window(rng, 3, 123.0))  # the next cycle: still in drift, not newly
+    report = run_cycle(telemetry, store, lambda m, v: reference, ["tiles"], Rules(persist_k=2, persist_n=3))
+    assert report.newly_drifted == [] and [s.device for s in store.unannounced()] == ["cam-07"]
+    store.announce(pending)
+    assert store.unannounced() == []
+    with sqlite3.connect(tmp_path / "m.db") as db:  # a store written before this table: its drifts went out
+        db.execute("DROP TABLE announced")
+    assert MonitorStore(tmp_path / "m.db").unannounced() == []
+
+
 def test_windows_of_a_version_without_a_reference_are_counted_not_judged(tmp_path, reference):
     telemetry = TelemetryStore(tmp_path / "t.db")
     telemetry.add("cam-01", window(np.random.default_rng(0), 1))
