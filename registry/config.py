@@ -13,6 +13,9 @@ class TrackingConfig(BaseModel):
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = "defect-classifier"
     model_name: str = "defect-classifier"
+    line: str | None = (
+        None  # the product line the model serves (registry.lines); default: the data set's folder name
+    )
 
 
 class VibrationTrackingConfig(TrackingConfig):

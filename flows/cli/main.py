@@ -20,7 +20,14 @@ from core.settings import DEFAULT_TRACKING_URI
 from flows.cli.device import app as device_app
 from flows.cli.edge import app as edge_app
 from flows.cli.monitor import app as monitor_app
-from flows.cli.options import ConfigOption, GoodOption, ProcessesOption, SetOption, shortcut_settings
+from flows.cli.options import (
+    ConfigOption,
+    GoodOption,
+    LineOption,
+    ProcessesOption,
+    SetOption,
+    shortcut_settings,
+)
 from flows.cli.refusals import refusal
 from flows.cli.registry import app as registry_app
 from flows.cli.stack import app as stack_app
@@ -108,13 +115,14 @@ def train_defects(
     data_version: DataVersionOption = None,
     processes: ProcessesOption = None,
     good: GoodOption = None,
+    line: LineOption = None,
 ) -> None:
     """Check the data, train a defect classifier on part-grouped splits, evaluate, register."""
     from core.config import load_config
     from core.errors import DataError
     from flows.images.config import DefectJobConfig
 
-    set_ = [*(set_ or []), *shortcut_settings(processes=processes, good=good)]
+    set_ = [*(set_ or []), *shortcut_settings(processes=processes, good=good, line=line)]
 
     cfg = load_config(DefectJobConfig, config, set_)  # fail on a bad setting before Prefect starts
     if data_version is not None:
@@ -124,9 +132,9 @@ def train_defects(
             f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
         )
     else:
-        from training.images.reject_rule import check_declared_good_class
+        from flows.images.preflight import preflight
 
-        check_declared_good_class(data, cfg.eval.ok_class)
+        preflight(cfg, data)
     if remote:
         return submit_training("train-defect-classifier", data, config, set_, data_version)
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line

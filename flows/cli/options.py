@@ -30,7 +30,14 @@ GoodOption = Annotated[
         help="The class of good parts (the reject decision is defect vs this). Default: the class whose name says so (good, ok, free, functional, normal). Same as --set eval.ok_class=CLASS.",
     ),
 ]
-SHORTCUTS = {"processes": "fit.processes", "good": "eval.ok_class"}
+LineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--line",
+        help="The product line this model serves. Default: the data set's folder name. A registered model serves one line. Same as --set tracking.line=NAME.",
+    ),
+]
+SHORTCUTS = {"processes": "fit.processes", "good": "eval.ok_class", "line": "tracking.line"}
 
 
 def shortcut_settings(**given: object) -> list[str]:

@@ -26,18 +26,20 @@ from data_checks.report import write_checks_html
 from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.stage import export_edge_models
 from flows.images.config import DefectJobConfig
+from flows.images.preflight import preflight
 from flows.report import console, print_findings, quarantine_summary
 from flows.rollout import canary_first
 from monitor.reference import image_reference, score_images
 from monitor.references import log_reference
 from registry import publish
 from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
+from registry.lines import LINE_TAG, claim
 from registry.review import defect_page, describe
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags, tracked_run
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
-from training.images.reject_rule import check_declared_good_class, good_class
+from training.images.reject_rule import good_class
 from training.images.torchrun import train_on_processes
 from training.images.train import train_classifier
 
@@ -153,8 +155,12 @@ def log_and_register(
         "test_macro_f1": f"{result.test.macro_f1:.4f}",
         "int8_macro_f1": f"{exported.int8.macro_f1:.4f}",
         "flow": FLOW_NAME,
+        LINE_TAG: cfg.tracking.line,
     }
-    return publish.register(model_uri, cfg.tracking.model_name, tags)
+    mlflow.set_tag(LINE_TAG, cfg.tracking.line)
+    version = publish.register(model_uri, cfg.tracking.model_name, tags)
+    claim(mlflow.MlflowClient(), version.name, cfg.tracking.line)
+    return version
 
 
 @task(name="monitoring-reference", cache_policy=NO_CACHE)
@@ -279,11 +285,11 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
     if data_version is not None:  # before any MLflow call: an unknown version starts no run
         data_path = fetch_data_version(data_version, data_path.name, cfg.checks.cache_dir)
     client = configure(cfg.tracking)
+    cfg = preflight(cfg, data_path)  # the CLI did this too; a run started from the Prefect UI did not
     experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     with tracked_run(lambda: _start_run(resume, client, experiment_id)) as run:
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
-        check_declared_good_class(data_path, cfg.eval.ok_class)  # started from the Prefect UI, not the CLI
         checked = check_data(cfg, data_path, work / "checks")
         cfg = _with_good_class(cfg, checked.classes)
         data_version = _log_data(checked, data_path)
@@ -293,7 +299,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         trained = fine_tune(cfg, manifest, checked.classes, work / "train", resume is not None)
         evaluation = evaluate(cfg, trained.fit.best_checkpoint, manifest, checked.classes, work / "evaluate")
         result, model_path = evaluation
-        lineage = {"run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
+        lineage = {"product_line": cfg.tracking.line, "run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
                    "dvc_data_version": data_version, "git_commit": git_commit()}  # fmt: skip
         exported = export(cfg, model_path, manifest, checked.classes, work / "export", lineage)
         version = log_and_register(cfg, checked, label_review, trained, evaluation, exported, data_version)

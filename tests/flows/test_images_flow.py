@@ -54,7 +54,7 @@ def flow_run(prefect_harness, tile_subset_master, tmp_path_factory):
 
 
 def test_flow_registers_a_candidate_with_lineage_tags(flow_run):
-    summary, root, *_ = flow_run
+    summary, root, data, _ = flow_run
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("defect-classifier", "candidate")
     assert str(version.version) == summary.model_version == "1"
@@ -62,7 +62,14 @@ def test_flow_registers_a_candidate_with_lineage_tags(flow_run):
     assert version.tags["dvc_data_version"].startswith("unavailable:")
     assert len(version.tags["data_fingerprint"]) == 64
     assert version.tags["git_commit"] != "unknown"
+    line = data.name  # the data set's folder names the product line; the model now serves it
+    assert (
+        version.tags["product_line"]
+        == client.get_registered_model("defect-classifier").tags["product_line"]
+        == line
+    )
     run = client.get_run(summary.run_id)
+    assert run.data.tags["product_line"] == line
     assert run.info.status == "FINISHED"
     assert run.data.tags["dvc_data_version"] == version.tags["dvc_data_version"]
     for key in ("test_macro_f1", "test_balanced_accuracy", "test_recall_MT_Crack", "test_defect_recall"):
