@@ -17,7 +17,12 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # The edge server's state (signing key, device database, artefact cache) when none is given.
 DEFAULT_EDGE_STATE = Path("edge-state")
 
+# A flow run's heartbeat: the team stack's automation marks a deployment's run CRASHED after three
+# missed (flows.deploy); Prefect's own default, 180 s, would have live runs crashed at 90 s.
+HEARTBEAT_S = 30
+
 OFFLINE_DEFAULTS = {
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

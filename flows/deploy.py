@@ -62,20 +62,23 @@ UNRESPONSIVE = "crash unresponsive flow runs"
 
 
 def crash_unresponsive_runs(heartbeat_s: int):
-    """Prefect's automation for zombie runs (docs: "detect zombie flows"): after a run's heartbeat, any
-    event of that run must follow within three heartbeats, or the run is marked CRASHED. Created once,
-    updated in place when the heartbeat changes."""
+    """Prefect's automation for zombie runs (docs: "detect zombie flows"): after a deployment run's
+    heartbeat, any event of that run must follow within three heartbeats, or the run is marked CRASHED.
+    Deployment runs only: they hold a deployment's slot, and a script of someone's own, run against
+    the stack with Prefect's default heartbeat (180 s), must not be crashed while it works. Created
+    once, updated in place when the heartbeat changes."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
-    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.events.schemas.events import RelatedResourceSpecification, ResourceSpecification
 
     automation = Automation(
         name=UNRESPONSIVE,
         description=f"Marks a flow run CRASHED when {3 * heartbeat_s} s pass without its heartbeat (every {heartbeat_s} s).",
         trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
                              match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                             match_related=RelatedResourceSpecification({"prefect.resource.role": "deployment"}),
                              for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
                              within=timedelta(seconds=3 * heartbeat_s)),
         actions=[ChangeFlowRunState(state=StateType.CRASHED,

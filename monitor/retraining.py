@@ -37,7 +37,7 @@ def alarmed(window, normal_rate: float | None) -> bool:
     """More alarms than `normal_rate` (the version's false-alarm rate on normal data) explains."""
     if window.alarms == 0:
         return False
-    if not normal_rate:
+    if normal_rate is None:
         return True
     return float(binom.sf(window.alarms - 1, max(window.items, window.alarms), normal_rate)) < ALARM_TAIL
 

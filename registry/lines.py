@@ -1,26 +1,36 @@
 """Which product line a registered model serves, so two lines in one store never gate against or
 replace each other.
 
-A line is a name given once (`tracking.line`, `--line`), by default the data set's folder name. The
-first registration of a model claims it for its line (registered-model tag `product_line`; runs and
-versions carry the same tag). A training of another line under a name a line already owns is
-refused in the first seconds, before any check or training, with the setting that fixes it: its
+A line is a name given once (`tracking.line`, `--line`), by default the data set's folder name. A
+training claims its model name for its line before it starts (registered-model tag `product_line`;
+runs and versions carry the same tag): the first line to train under a name owns it, a model from
+before lines is claimed by the next line that trains it. Another line's training under an owned name
+is refused in its first seconds, before any check or training, with the setting that fixes it: its
 candidate would otherwise be gated against, and could replace, the other line's champion.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
+from core.errors import ConfigError
+
 LINE_TAG = "product_line"
+LINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def line_of(data: Path, declared: str | None) -> str:
     """The declared line, else the data set's folder name (a CSV manifest: the file's name without .csv)."""
-    if declared:
-        return declared
-    path = data.resolve()
-    return path.stem if path.suffix.lower() == ".csv" else path.name
+    path = Path(os.path.abspath(data))  # "." names the working folder; a symlink keeps its own name
+    line = declared or (path.stem if path.suffix.lower() == ".csv" else path.name)
+    if not LINE_NAME.fullmatch(line):
+        raise ConfigError(
+            f"product line {line!r}: use letters, digits, '.', '_' or '-' (at most 100), starting with a "
+            "letter or digit; name it with --line NAME"
+        )
+    return line
 
 
 def owner_of(client, model: str) -> str | None:
@@ -37,8 +47,6 @@ def owner_of(client, model: str) -> str | None:
 
 def check_line(client, model: str, line: str) -> None:
     """Refuse to train `line` under a model name another line owns."""
-    from core.errors import ConfigError
-
     owner = owner_of(client, model)
     if owner is not None and owner != line:
         raise ConfigError(
@@ -50,6 +58,18 @@ def check_line(client, model: str, line: str) -> None:
 
 
 def claim(client, model: str, line: str) -> None:
-    """After the first registration: the model now serves `line`."""
-    if owner_of(client, model) is None:
-        client.set_registered_model_tag(model, LINE_TAG, line)
+    """Check, then own `model` for `line` before training: created with the tag when new (two lines
+    starting at once: one creates it, the other finds its owner and is refused)."""
+    from mlflow.exceptions import MlflowException
+
+    check_line(client, model, line)
+    if owner_of(client, model) is not None:
+        return
+    try:
+        client.create_registered_model(model, tags={LINE_TAG: line})
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        check_line(client, model, line)
+        if owner_of(client, model) is None:  # registered before lines: the first line to train owns it
+            client.set_registered_model_tag(model, LINE_TAG, line)

@@ -40,13 +40,18 @@ class TrackingUnavailable(RegistryError):
     """The tracking server does not answer or cannot reach its database; the message says what to do."""
 
 
+def bound_http(cfg: TrackingConfig) -> None:
+    """MLflow's HTTP retries bounded (HTTP_BOUNDS) for a tracking server; a value the user exported wins."""
+    if cfg.tracking_uri.startswith(("http://", "https://")):
+        for key, value in HTTP_BOUNDS.items():
+            os.environ.setdefault(key, value)
+
+
 def configure(cfg: TrackingConfig) -> mlflow.MlflowClient:
     """Point MLflow at the store and experiment; quiet the store's own INFO lines."""
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if cfg.tracking_uri.startswith(("http://", "https://")):
-        for key, value in HTTP_BOUNDS.items():
-            os.environ.setdefault(key, value)  # a value the user exported wins
+    bound_http(cfg)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     try:
         mlflow.set_experiment(cfg.experiment)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.settings import HEARTBEAT_S
 from data_checks.versioning import REMOTE_ENV
 from stack import dvc_remote, postgres
 from stack.layout import PORTED, SERVICES, StackPaths, stack_ports, stack_secrets, write_private
@@ -30,8 +31,7 @@ from stack.services import Service, StackError, http_answers, running_pid, start
 
 BIN = Path(sys.executable).parent  # weed, mlflow, prefect and shopfloor are installed beside this Python
 POOL = "shopfloor"
-# a flow run's heartbeat; three missed and the stack's automation marks the run CRASHED (flows.deploy)
-HEARTBEAT_S = 30
+# the worker is Prefect's own program (no shopfloor defaults): its runs' heartbeat, set here (flows.deploy)
 WORKER_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
 
 
@@ -69,7 +69,7 @@ class Stack:
                 "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"], "PREFECT_API_URL": f"{self.url('prefect')}/api",
                 "PREFECT_API_AUTH_STRING": s["prefect_auth_string"], "SHOPFLOOR_EDGE_URL": self.url("edge"),
                 "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
-                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1", REMOTE_ENV: dvc_remote.URL}  # fmt: skip
+                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1", REMOTE_ENV: dvc_remote.URL} | WORKER_ENV  # fmt: skip
 
     def write_configs(self) -> None:
         """The S3 identity and MLflow's auth settings (both hold secrets) that `up` hands the services."""

@@ -134,7 +134,7 @@ def train_defects(
     else:
         from flows.images.preflight import preflight
 
-        preflight(cfg, data)
+        preflight(cfg, data, None if remote else "check")
     if remote:
         return submit_training("train-defect-classifier", data, config, set_, data_version)
     hide_console_tracebacks()  # Prefect logs failed tasks with tracebacks; the CLI prints one line

@@ -33,7 +33,7 @@ from monitor.reference import image_reference, score_images
 from monitor.references import log_reference
 from registry import publish
 from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
-from registry.lines import LINE_TAG, claim
+from registry.lines import LINE_TAG
 from registry.review import defect_page, describe
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags, tracked_run
 from training.images.evaluate import evaluate_checkpoint
@@ -158,9 +158,7 @@ def log_and_register(
         LINE_TAG: cfg.tracking.line,
     }
     mlflow.set_tag(LINE_TAG, cfg.tracking.line)
-    version = publish.register(model_uri, cfg.tracking.model_name, tags)
-    claim(mlflow.MlflowClient(), version.name, cfg.tracking.line)
-    return version
+    return publish.register(model_uri, cfg.tracking.model_name, tags)
 
 
 @task(name="monitoring-reference", cache_policy=NO_CACHE)
@@ -285,7 +283,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
     if data_version is not None:  # before any MLflow call: an unknown version starts no run
         data_path = fetch_data_version(data_version, data_path.name, cfg.checks.cache_dir)
     client = configure(cfg.tracking)
-    cfg = preflight(cfg, data_path)  # the CLI did this too; a run started from the Prefect UI did not
+    cfg = preflight(cfg, data_path, "claim")  # the CLI checked; a run from the Prefect UI did not
     experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     with tracked_run(lambda: _start_run(resume, client, experiment_id)) as run:
         work = cfg.work_dir / run.info.run_id
@@ -294,7 +292,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         cfg = _with_good_class(cfg, checked.classes)
         data_version = _log_data(checked, data_path)
         label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None
-        manifest = split(cfg, checked, cfg.tracking.line)  # the frozen evaluation set is the line's
+        manifest = split(cfg, checked, data_path.name)
         manifest.to_csv(work / "checks" / "manifest_split.csv", index=False)
         trained = fine_tune(cfg, manifest, checked.classes, work / "train", resume is not None)
         evaluation = evaluate(cfg, trained.fit.best_checkpoint, manifest, checked.classes, work / "evaluate")

@@ -1,6 +1,6 @@
 """What a defect training refuses in its first seconds, before Prefect starts (CLI) or any check
-reads a pixel (a run started from the Prefect UI): a declared good class the data lacks, and a model
-name another product line owns. Light to import: the CLI calls it."""
+reads a pixel (the flow, also when started from the Prefect UI): a declared good class the data
+lacks, and a model name another product line owns. Light to import: the CLI calls it."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ from pathlib import Path
 from flows.images.config import DefectJobConfig
 
 
-def preflight(cfg: DefectJobConfig, data: Path) -> DefectJobConfig:
-    """`cfg` with its product line settled (registry.lines), once both checks passed."""
-    import mlflow
-
-    from registry.lines import check_line, line_of
+def preflight(cfg: DefectJobConfig, data: Path, store: str | None) -> DefectJobConfig:
+    """`cfg` with its product line settled (registry.lines). `store`: "check" the line against the
+    tracking store (the CLI), "claim" the model name for it (the flow, before its run starts), or
+    None (a submission to the team stack: the worker's flow checks its own store)."""
+    from registry.lines import check_line, claim, line_of
     from training.images.reject_rule import check_declared_good_class
 
     check_declared_good_class(data, cfg.eval.ok_class)
     line = line_of(data, cfg.tracking.line)
-    check_line(mlflow.MlflowClient(cfg.tracking.tracking_uri), cfg.tracking.model_name, line)
+    if store is not None:
+        import mlflow
+
+        from registry.tracking import bound_http
+
+        bound_http(cfg.tracking)  # a tracking server that is down answers in bounded time
+        client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+        (claim if store == "claim" else check_line)(client, cfg.tracking.model_name, line)
     return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"line": line})})

@@ -133,13 +133,13 @@ def register(config: ConfigArg, data: DataArg) -> None:
     from export.images.stage import ExportReport
     from registry import publish
     from registry.images import log_frozen_set, log_onnx_models, release
-    from registry.lines import check_line, claim, line_of
+    from registry.lines import claim, line_of
     from registry.tracking import configure, git_commit
 
     cfg = load_config(DefectJobConfig, config)
     client = configure(cfg.tracking)
     line = line_of(data, cfg.tracking.line)
-    check_line(client, cfg.tracking.model_name, line)  # never gated against another line's champion
+    claim(client, cfg.tracking.model_name, line)  # never gated against another line's champion
     manifest, _ = _manifest()
     lineage = {"product_line": line, "data_fingerprint": (OUT / "prepare" / "fingerprint.txt").read_text().strip(),
                "dvc_data_version": dvc_data_version(data)}  # fmt: skip
@@ -153,7 +153,6 @@ def register(config: ConfigArg, data: DataArg) -> None:
         version = publish.register(
             model_uri, cfg.tracking.model_name, tags | {"test_macro_f1": f"{metrics['test']['macro_f1']:.4f}"}
         )
-        claim(client, version.name, line)
         frozen = log_frozen_set(manifest)
         gate, promoted = release(
             cfg.promotion, version.name, version.version, export_metrics, frozen, "dvc-repro"

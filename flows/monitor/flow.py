@@ -53,18 +53,21 @@ def raise_events(cfg: MonitorConfig) -> list[DeviceState]:
     """One event per drift episode not yet announced: this cycle's new ones, and any a cycle that
     died after judging its windows left behind (monitor.store)."""
     from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
 
     store, announced = MonitorStore(cfg.state_dir / "monitor.db"), []
     for state in store.unannounced():
-        emit_event(
+        event = emit_event(
             event=EVENT,
             resource={"prefect.resource.id": f"shopfloor.device.{state.device}", "shopfloor.model": state.model,
                       "shopfloor.version": str(state.version), "shopfloor.line": cfg.line},
             payload={"device": state.device, "model": state.model, "version": state.version,
                      "explanation": state.explanation, "q_value": state.q_value, "since": state.since},
         )  # fmt: skip
-        store.announce(state)
-        announced.append(state)
+        if event is not None:  # None: Prefect could not take it; the next cycle tries again
+            EventsWorker.drain_all(timeout=10)  # sent before it counts as announced
+            store.announce(state)
+            announced.append(state)
     return announced
 
 

@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import mlflow
+import pytest
 
+from core.errors import ConfigError
 from flows.images.config import DefectJobConfig
 from flows.images.preflight import preflight
 from registry.config import TrackingConfig
@@ -51,9 +53,29 @@ def test_the_line_is_the_folder_name_unless_declared_and_its_own_model_name_is_f
     uri = _store_with_a_tile_line(tmp_path)
     cfg = DefectJobConfig(tracking=TrackingConfig(tracking_uri=uri))
     tiles = _line(tmp_path / "magnetic_tiles")
-    assert preflight(cfg, tiles).tracking.line == "magnetic_tiles"
+    assert preflight(cfg, tiles, "check").tracking.line == "magnetic_tiles"
+    (tmp_path / "magnetic_tiles_link").symlink_to(tiles)  # a link keeps its own name
+    assert preflight(cfg, tmp_path / "magnetic_tiles_link", None).tracking.line == "magnetic_tiles_link"
     renamed = _line(tmp_path / "tiles_copy")  # the same line in another folder: declared
     declared = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"line": "magnetic_tiles"})})
-    assert preflight(declared, renamed).tracking.line == "magnetic_tiles"
+    assert preflight(declared, renamed, "check").tracking.line == "magnetic_tiles"
     own = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"model_name": "solar-defects"})})
-    assert preflight(own, _line(tmp_path / "solar")).tracking.line == "solar"
+    assert preflight(own, _line(tmp_path / "solar"), "claim").tracking.line == "solar"
+    client = mlflow.MlflowClient(uri)  # claimed before its run started: a second line now meets its owner
+    assert client.get_registered_model("solar-defects").tags == {"product_line": "solar"}
+    with pytest.raises(ConfigError, match="'solar-defects' serves product line 'solar'"):
+        preflight(own, _line(tmp_path / "wafers"), "claim")
+    bad = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"line": "../etc"})})
+    with pytest.raises(ConfigError, match="product line '../etc'"):
+        preflight(bad, tiles, None)
+
+
+def test_a_model_from_before_lines_is_claimed_by_the_next_line_that_trains_it(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.MlflowClient(uri).create_registered_model("defect-classifier")  # no tag: an older store
+    cfg = DefectJobConfig(tracking=TrackingConfig(tracking_uri=uri))
+    preflight(cfg, _line(tmp_path / "magnetic_tiles"), "claim")
+    assert (
+        mlflow.MlflowClient(uri).get_registered_model("defect-classifier").tags["product_line"]
+        == "magnetic_tiles"
+    )

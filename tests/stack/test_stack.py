@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import HEARTBEAT_S
 from stack import postgres
 from stack.services import live, proc_stat, running_pid
-from stack.team import HEARTBEAT_S, Stack, StackConfig, down, status, up
+from stack.team import Stack, StackConfig, down, status, up
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
