@@ -6,7 +6,9 @@ training claims its model name for its line before it starts (registered-model t
 runs and versions carry the same tag): the first line to train under a name owns it, a model from
 before lines is claimed by the next line that trains it. Another line's training under an owned name
 is refused in its first seconds, before any check or training, with the setting that fixes it: its
-candidate would otherwise be gated against, and could replace, the other line's champion.
+candidate would otherwise be gated against, and could replace, the other line's champion. Unless
+the name was chosen (`tracking.model_name` set), a new line whose default name another line owns
+trains `<line>-defects` instead, and is told so: a second line works on its first run.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ def owner_of(client, model: str) -> str | None:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
+
+
+def model_for_line(client, model: str, line: str, chosen: bool) -> str:
+    """The registered model `line` trains: `model`, or `<line>-defects` when `model` is the default
+    name (not `chosen`) and another line owns it."""
+    owner = owner_of(client, model)
+    return model if chosen or owner is None or owner == line else f"{line}-defects"
 
 
 def check_line(client, model: str, line: str) -> None:

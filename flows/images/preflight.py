@@ -18,12 +18,21 @@ def preflight(cfg: DefectJobConfig, data: Path, store: str | None) -> DefectJobC
 
     check_declared_good_class(data, cfg.eval.ok_class)
     line = line_of(data, cfg.tracking.line)
+    model = cfg.tracking.model_name
     if store is not None:
         import mlflow
 
+        from flows.report import console
+        from registry.lines import model_for_line
         from registry.tracking import bound_http
 
         bound_http(cfg.tracking)  # a tracking server that is down answers in bounded time
         client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
-        (claim if store == "claim" else check_line)(client, cfg.tracking.model_name, line)
-    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"line": line})})
+        model = model_for_line(client, model, line, "model_name" in cfg.tracking.model_fields_set)
+        if model != cfg.tracking.model_name and store == "claim":
+            console.print(f"[yellow]product line {line!r}: {cfg.tracking.model_name!r} serves another line; this line's "
+                          f"model is {model!r} (choose one with --set tracking.model_name=NAME)[/yellow]")  # fmt: skip
+        (claim if store == "claim" else check_line)(client, model, line)
+    return cfg.model_copy(
+        update={"tracking": cfg.tracking.model_copy(update={"line": line, "model_name": model})}
+    )

@@ -33,11 +33,12 @@ def _store_with_a_tile_line(tmp_path) -> str:
     return uri
 
 
-def test_a_second_line_under_the_first_lines_model_is_refused_before_anything_runs(tmp_path):
+def test_a_second_line_under_the_first_lines_chosen_model_is_refused_before_anything_runs(tmp_path):
     uri = _store_with_a_tile_line(tmp_path)
     solar = _line(tmp_path / "solar_cells")
     out = subprocess.run([sys.executable, "-m", "flows.cli.main", "train", "defects", "--data", str(solar),
-                          "--set", f"tracking.tracking_uri={uri}"], capture_output=True, text=True, timeout=300,
+                          "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.model_name=defect-classifier"],
+                         capture_output=True, text=True, timeout=300,
                          cwd=tmp_path, env=os.environ | {"COLUMNS": "400"})  # fmt: skip
     said = out.stderr + out.stdout
     assert out.returncode == 2, said
@@ -78,4 +79,17 @@ def test_a_model_from_before_lines_is_claimed_by_the_next_line_that_trains_it(tm
     assert (
         mlflow.MlflowClient(uri).get_registered_model("defect-classifier").tags["product_line"]
         == "magnetic_tiles"
+    )
+
+
+def test_a_new_line_with_the_default_name_trains_its_own_model_and_leaves_the_first_alone(tmp_path):
+    uri = _store_with_a_tile_line(tmp_path)
+    cfg = DefectJobConfig(tracking=TrackingConfig(tracking_uri=uri))
+    settled = preflight(cfg, _line(tmp_path / "solar"), "claim")
+    assert (settled.tracking.line, settled.tracking.model_name) == ("solar", "solar-defects")
+    client = mlflow.MlflowClient(uri)
+    assert client.get_registered_model("solar-defects").tags == {"product_line": "solar"}
+    assert client.get_registered_model("defect-classifier").tags == {"product_line": "magnetic_tiles"}
+    assert (
+        preflight(cfg, _line(tmp_path / "magnetic_tiles"), "check").tracking.model_name == "defect-classifier"
     )
