@@ -71,14 +71,14 @@ def crash_unresponsive_runs(heartbeat_s: int):
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
-    from prefect.events.schemas.events import RelatedResourceSpecification, ResourceSpecification
+    from prefect.events.schemas.events import ResourceSpecification
 
     automation = Automation(
         name=UNRESPONSIVE,
         description=f"Marks a flow run CRASHED when {3 * heartbeat_s} s pass without its heartbeat (every {heartbeat_s} s).",
         trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.*"},
                              match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-                             match_related=RelatedResourceSpecification({"prefect.resource.role": "deployment"}),
+                             match_related=ResourceSpecification({"prefect.resource.role": "deployment"}),
                              for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
                              within=timedelta(seconds=3 * heartbeat_s)),
         actions=[ChangeFlowRunState(state=StateType.CRASHED,
