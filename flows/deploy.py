@@ -22,6 +22,7 @@ from pathlib import Path
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
+from core.settings import HEARTBEAT_S
 from flows.monitor.config import RetrainTarget
 from flows.monitor.deployments import drift_trigger
 
@@ -34,7 +35,7 @@ FLOWS = {  # flow name: (entrypoint, default data)
 
 
 def deploy_all(
-    pool: str, tracking_uri: str, edge_state: Path, every_s: int = 300, heartbeat_s: int = 30
+    pool: str, tracking_uri: str, edge_state: Path, every_s: int = 300, heartbeat_s: int = HEARTBEAT_S
 ) -> list[str]:
     """Create or update the deployments and the unresponsive-run automation; returns the deployments' ids."""
     from prefect import flow

@@ -47,16 +47,22 @@ def owner_of(client, model: str) -> str | None:
         raise
 
 
-def model_for_line(client, model: str, line: str, chosen: bool) -> str:
-    """The registered model `line` trains: `model`, or `<line>-defects` when `model` is the default
-    name (not `chosen`) and another line owns it."""
+def settle_line(client, model: str, line: str, chosen: bool, claim: bool) -> str:
+    """The registered model `line` trains, with its owner read once: `model`, or `<line>-defects` when
+    `model` is the default name (not `chosen`) and another line owns it. Refused when another line owns
+    the result; with `claim`, owned by `line` before training (created with the tag when new: two lines
+    starting at once, one creates it, the other finds its owner and is refused)."""
     owner = owner_of(client, model)
-    return model if chosen or owner is None or owner == line else f"{line}-defects"
+    if not chosen and owner is not None and owner != line:
+        model = f"{line}-defects"
+        owner = owner_of(client, model)
+    _refuse_other_line(model, owner, line)
+    if claim and owner is None:
+        _claim_unowned(client, model, line)
+    return model
 
 
-def check_line(client, model: str, line: str) -> None:
-    """Refuse to train `line` under a model name another line owns."""
-    owner = owner_of(client, model)
+def _refuse_other_line(model: str, owner: str | None, line: str) -> None:
     if owner is not None and owner != line:
         raise ConfigError(
             f"registered model {model!r} serves product line {owner!r}, and this data is line {line!r}: "
@@ -66,19 +72,17 @@ def check_line(client, model: str, line: str) -> None:
         )
 
 
-def claim(client, model: str, line: str) -> None:
-    """Check, then own `model` for `line` before training: created with the tag when new (two lines
-    starting at once: one creates it, the other finds its owner and is refused)."""
+def _claim_unowned(client, model: str, line: str) -> None:
+    """Create `model` owned by `line`; one that exists (another line won the race, or it was registered
+    before lines) is re-read: refused if owned, claimed if not."""
     from mlflow.exceptions import MlflowException
 
-    check_line(client, model, line)
-    if owner_of(client, model) is not None:
-        return
     try:
         client.create_registered_model(model, tags={LINE_TAG: line})
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        check_line(client, model, line)
-        if owner_of(client, model) is None:  # registered before lines: the first line to train owns it
+        owner = owner_of(client, model)
+        _refuse_other_line(model, owner, line)
+        if owner is None:
             client.set_registered_model_tag(model, LINE_TAG, line)

@@ -131,7 +131,7 @@ class Stack:
         return Service("prefect", args, env, http_answers(f"{self.url('prefect')}/api/health", basic))
 
     def _worker(self) -> Service:
-        env = self._prefect_env() | self.client_env() | WORKER_ENV
+        env = self._prefect_env() | self.client_env()  # client_env carries WORKER_ENV
         return Service("worker", worker_args(), env, cwd=Path.cwd())
 
     def _edge(self) -> Service:

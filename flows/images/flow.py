@@ -283,7 +283,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
     if data_version is not None:  # before any MLflow call: an unknown version starts no run
         data_path = fetch_data_version(data_version, data_path.name, cfg.checks.cache_dir)
     client = configure(cfg.tracking)
-    cfg = preflight(cfg, data_path, "claim")  # the CLI checked; a run from the Prefect UI did not
+    cfg = preflight(cfg, data_path, "claim", client)  # the CLI checked; a run from the Prefect UI did not
     experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     with tracked_run(lambda: _start_run(resume, client, experiment_id)) as run:
         work = cfg.work_dir / run.info.run_id

@@ -9,11 +9,12 @@ from pathlib import Path
 from flows.images.config import DefectJobConfig
 
 
-def preflight(cfg: DefectJobConfig, data: Path, store: str | None) -> DefectJobConfig:
-    """`cfg` with its product line settled (registry.lines). `store`: "check" the line against the
-    tracking store (the CLI), "claim" the model name for it (the flow, before its run starts), or
-    None (a submission to the team stack: the worker's flow checks its own store)."""
-    from registry.lines import check_line, claim, line_of
+def preflight(cfg: DefectJobConfig, data: Path, store: str | None, client=None) -> DefectJobConfig:
+    """`cfg` with its product line and model name settled (registry.lines). `store`: "check" the line
+    against the tracking store (the CLI), "claim" the model name for it (the flow and the DVC register
+    stage, before their run starts), or None (a submission to the team stack: the worker's flow checks
+    its own store). `client`: the caller's MlflowClient, when it has one."""
+    from registry.lines import line_of, settle_line
     from training.images.reject_rule import check_declared_good_class
 
     check_declared_good_class(data, cfg.eval.ok_class)
@@ -23,16 +24,16 @@ def preflight(cfg: DefectJobConfig, data: Path, store: str | None) -> DefectJobC
         import mlflow
 
         from flows.report import console
-        from registry.lines import model_for_line
         from registry.tracking import bound_http
 
-        bound_http(cfg.tracking)  # a tracking server that is down answers in bounded time
-        client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
-        model = model_for_line(client, model, line, "model_name" in cfg.tracking.model_fields_set)
+        if client is None:
+            bound_http(cfg.tracking)  # a tracking server that is down answers in bounded time
+            client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
+        chosen = "model_name" in cfg.tracking.model_fields_set
+        model = settle_line(client, model, line, chosen, claim=store == "claim")
         if model != cfg.tracking.model_name and store == "claim":
             console.print(f"[yellow]product line {line!r}: {cfg.tracking.model_name!r} serves another line; this line's "
                           f"model is {model!r} (choose one with --set tracking.model_name=NAME)[/yellow]")  # fmt: skip
-        (claim if store == "claim" else check_line)(client, model, line)
     return cfg.model_copy(
         update={"tracking": cfg.tracking.model_copy(update={"line": line, "model_name": model})}
     )

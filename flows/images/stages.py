@@ -131,15 +131,15 @@ def register(config: ConfigArg, data: DataArg) -> None:
 
     from data_checks.versioning import dvc_data_version
     from export.images.stage import ExportReport
+    from flows.images.preflight import preflight
     from registry import publish
     from registry.images import log_frozen_set, log_onnx_models, release
-    from registry.lines import claim, line_of
     from registry.tracking import configure, git_commit
 
     cfg = load_config(DefectJobConfig, config)
     client = configure(cfg.tracking)
-    line = line_of(data, cfg.tracking.line)
-    claim(client, cfg.tracking.model_name, line)  # never gated against another line's champion
+    cfg = preflight(cfg, data, "claim", client)  # as the flow: never gated against another line's champion
+    line = cfg.tracking.line
     manifest, _ = _manifest()
     lineage = {"product_line": line, "data_fingerprint": (OUT / "prepare" / "fingerprint.txt").read_text().strip(),
                "dvc_data_version": dvc_data_version(data)}  # fmt: skip
