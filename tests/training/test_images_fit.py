@@ -173,3 +173,26 @@ def test_a_run_killed_right_after_a_restart_resumes_at_the_lowered_rates(tiny, t
     resumed = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path / "b", resume=True)
     assert [row["lr"] for row in resumed.history] == pytest.approx([row["lr"] for row in unbroken.history])
     assert resumed.history[-1]["train_loss"] == pytest.approx(unbroken.history[-1]["train_loss"], rel=1e-4)
+
+
+def test_every_step_is_clipped_to_the_configured_gradient_norm_and_the_epoch_reports_its_largest(
+    tiny, tmp_path
+):
+    """Issue 26: a schedule that holds beyond tiles clips gradients; the history shows how hard."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    data, split, spec = tiny
+    stepped_norms = []
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        stepped_norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        cfg = CFG.model_copy(update={"epochs": 1, "max_grad_norm": 0.01})
+        result = fit(cfg, AugmentConfig(), spec, data, split.train, split.val, tmp_path)
+    finally:
+        handle.remove()
+    assert stepped_norms and max(stepped_norms) <= 0.01 * 1.001
+    assert all(row["grad_norm_max"] > 0.01 for row in result.history)  # before clipping: larger

@@ -99,6 +99,10 @@ class FitConfig(Frozen):
     max_restarts: int = Field(2, ge=0)
     collapse_lr_factor: float = Field(0.3, gt=0, lt=1)
     collapse_loss_rises: int = Field(3, ge=2)
+    # Each step's gradient is scaled down to this global norm when larger (None: never): a spike on an
+    # unfamiliar line then moves the weights no further than an ordinary step. The epoch's largest norm
+    # before clipping is in the history (`grad_norm_max`), so a run that lives at the limit shows it.
+    max_grad_norm: float | None = Field(1.0, gt=0)
     # Keep BatchNorm on ImageNet statistics: timm's TF-ported BN has momentum 0.01, so running
     # statistics lag batch statistics for hundreds of steps and validation collapses after unfreezing.
     freeze_bn_stats: bool = True

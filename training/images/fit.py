@@ -114,15 +114,26 @@ def _step_loss(model, loss_fn, batch, device, aux_seg_weight: float) -> torch.Te
 
 
 def _train_epoch(
-    model, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight: float, rank: Rank
-) -> tuple[int, float, float]:
-    """One pass over `loader`; returns (images seen, summed loss, seconds), over all ranks.
+    model,
+    loader,
+    loss_fn,
+    optimizer,
+    scheduler,
+    device,
+    aux_seg_weight: float,
+    max_grad_norm: float | None,
+    rank: Rank,
+) -> tuple[int, float, float, float]:
+    """One pass over `loader`; returns (images seen, summed loss, seconds, largest gradient norm before
+    clipping), over all ranks (gradients are already averaged when they are clipped, so every rank
+    clips alike).
 
     The loss is summed on the device and read once at the end: a `.item()` per step would make
     the CPU wait for every GPU step before it can queue the next one.
     """
     started, seen = time.perf_counter(), 0
-    loss_sum = torch.zeros((), device=device)
+    loss_sum, norm_max = torch.zeros((), device=device), torch.zeros((), device=device)
+    limit = max_grad_norm or math.inf
     columns = (*Progress.get_default_columns(), TextColumn("{task.fields[speed]}"))
     with Progress(*columns, console=console, transient=True, disable=not rank.main) as bar:
         task = bar.add_task("  training", total=len(loader), speed="")
@@ -130,6 +141,8 @@ def _train_epoch(
             loss = _step_loss(model, loss_fn, batch, device, aux_seg_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(model), limit)
+            norm_max = torch.maximum(norm_max, norm.detach())
             optimizer.step()
             scheduler.step()
             seen += len(batch[1])
@@ -137,7 +150,11 @@ def _train_epoch(
             speed = seen * rank.world / (time.perf_counter() - started)
             bar.update(task, advance=1, speed=f"{speed:.1f} img/s")
     seen, loss_total = all_sum([seen, float(loss_sum)], rank)
-    return int(seen), loss_total, time.perf_counter() - started
+    return int(seen), loss_total, time.perf_counter() - started, float(norm_max)
+
+
+def trainable_parameters(model) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _validate(
@@ -195,17 +212,17 @@ def _resume(
 
 
 def _record(
-    state: dict, score: float, frozen: bool, seen: int, loss_sum: float, seconds: float, lr: float
+    state: dict, score: float, frozen: bool, trained: tuple[int, float, float, float], lr: float
 ) -> tuple[dict, bool]:
     """Update the loop's state with one epoch's validation score; returns its history row and whether it improved."""
-    epoch = state["epoch"]
+    epoch, (seen, loss_sum, seconds, grad_norm_max) = state["epoch"], trained
     improved = score > state["best_score"]
     if improved:
         state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch, 0
     elif not frozen:
         state["bad_epochs"] += 1
     row = {"epoch": epoch + 1, "phase": "warmup" if frozen else "finetune", "train_loss": loss_sum / max(seen, 1),
-           "val_macro_f1": score, "train_images_per_s": seen / seconds, "lr": lr}  # fmt: skip
+           "val_macro_f1": score, "train_images_per_s": seen / seconds, "lr": lr, "grad_norm_max": grad_norm_max}  # fmt: skip
     state["history"].append(row)
     state["epoch"] = epoch + 1
     return row, improved
@@ -269,16 +286,16 @@ def fit(
             stepped, phase = trainable(model, rank, device), frozen
         torch.manual_seed(cfg.seed * 1000 + state["epoch"] + 7919 * rank.rank)
 
-        seen, loss_sum, seconds = _train_epoch(stepped, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight, rank)  # fmt: skip
-        speeds.append(seen / seconds)
+        trained = _train_epoch(stepped, loader, loss_fn, optimizer, scheduler, device, aux_seg_weight, cfg.max_grad_norm, rank)  # fmt: skip
+        speeds.append(trained[0] / trained[2])
         score, predicted = _validate(model, data, val_idx, device, cfg.batch_size, rank)
-        row, improved = _record(state, score, frozen, seen, loss_sum, seconds, scheduler.get_last_lr()[0])
+        row, improved = _record(state, score, frozen, trained, scheduler.get_last_lr()[0])
         reason = _collapse(state, predicted, data.labels[val_idx], frozen, cfg)
         restarted = bool(reason) and not improved and _restart(model, best_path, state, cfg, reason)
         if restarted:  # the rest of the fine-tune: a new optimiser at the lowered rates
             phase = saved = None
         if rank.main:
-            _report(row, improved, total_epochs, seconds)
+            _report(row, improved, total_epochs, trained[2])
             kept = {} if restarted else {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "frozen": frozen}  # fmt: skip
             _save(model, state, (best_path, last_path) if improved else (last_path,), on_epoch_end, row, kept)
 
