@@ -1,4 +1,4 @@
-"""Prefect flow `train-defect-classifier`: checks -> split -> fine-tune -> evaluate -> export -> register -> gate.
+"""Prefect flow `train-defect-classifier`: checks -> split -> fine-tune + probe -> evaluate -> export -> register -> gate.
 
 Each task is a thin wrapper around one stage function; the flow owns the MLflow run so that
 every task's output lands in the same place. A failing task fails the run (MLflow status
@@ -39,6 +39,7 @@ from registry.tracking import configure, fail_abandoned_runs, git_commit, proces
 from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
+from training.images.probe import FINE_TUNE, PROBE, Candidate, choose_candidate
 from training.images.reject_rule import good_class
 from training.images.torchrun import train_on_processes
 from training.images.train import train_classifier
@@ -95,6 +96,19 @@ def fine_tune(cfg: DefectJobConfig, manifest, classes: list[str], out_dir: Path,
     return train_classifier(
         manifest, classes, cfg.model, cfg.augment, cfg.fit, out_dir, cfg.checks.cache_dir, resume, log_epoch
     )
+
+
+@task(name="linear-probe-baseline", cache_policy=NO_CACHE)
+def probe_baseline(cfg: DefectJobConfig, trained, manifest, classes: list[str], out_dir: Path) -> Candidate:
+    """The frozen-backbone probe beside the fine-tune; the one better on validation goes on."""
+    candidate = choose_candidate(
+        manifest, classes, cfg.model, cfg.fit, trained.fit, out_dir, cfg.checks.cache_dir
+    )
+    mlflow.log_metrics({"val_macro_f1_finetune": candidate.val_macro_f1[FINE_TUNE],
+                        "val_macro_f1_probe": candidate.val_macro_f1[PROBE]})  # fmt: skip
+    mlflow.set_tag("candidate", candidate.name)
+    console.print(f"Candidate: {candidate.words()}", markup=False)
+    return candidate
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -295,10 +309,11 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         manifest = split(cfg, checked, data_path.name)
         manifest.to_csv(work / "checks" / "manifest_split.csv", index=False)
         trained = fine_tune(cfg, manifest, checked.classes, work / "train", resume is not None)
-        evaluation = evaluate(cfg, trained.fit.best_checkpoint, manifest, checked.classes, work / "evaluate")
+        candidate = probe_baseline(cfg, trained, manifest, checked.classes, work / "train")
+        evaluation = evaluate(cfg, candidate.checkpoint, manifest, checked.classes, work / "evaluate")
         result, model_path = evaluation
         lineage = {"product_line": cfg.tracking.line, "run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
-                   "dvc_data_version": data_version, "git_commit": git_commit()}  # fmt: skip
+                   "dvc_data_version": data_version, "git_commit": git_commit(), "candidate": candidate.words()}  # fmt: skip
         exported = export(cfg, model_path, manifest, checked.classes, work / "export", lineage)
         version = log_and_register(cfg, checked, label_review, trained, evaluation, exported, data_version)
         monitoring_reference(version, exported, manifest, checked.classes)

@@ -54,6 +54,7 @@ def prepare(config: ConfigArg, data: DataArg) -> None:
 @app.command()
 def train(config: ConfigArg) -> None:
     """Fine-tune on the train part, select on validation."""
+    from training.images.probe import choose_candidate
     from training.images.train import train_classifier
 
     cfg = load_config(DefectJobConfig, config)
@@ -62,17 +63,22 @@ def train(config: ConfigArg) -> None:
         manifest, classes, cfg.model, cfg.augment, cfg.fit, OUT / "train", cfg.checks.cache_dir
     )
     (OUT / "train" / "history.json").write_text(json.dumps(out.fit.history, indent=2))
+    candidate = choose_candidate(
+        manifest, classes, cfg.model, cfg.fit, out.fit, OUT / "train", cfg.checks.cache_dir
+    )
+    console.print(f"candidate: {candidate.words()}", markup=False)
 
 
 @app.command()
 def evaluate(config: ConfigArg) -> None:
     """Pick the reject threshold on validation, score the held-out tiles, write model.pt."""
     from training.images.evaluate import evaluate_checkpoint
+    from training.images.probe import Candidate
 
     cfg = load_config(DefectJobConfig, config)
     manifest, classes = _manifest()
     result, _ = evaluate_checkpoint(
-        OUT / "train" / "checkpoints" / "best.pt",
+        Candidate.load(OUT / "train" / "candidate.json").checkpoint,
         manifest,
         classes,
         cfg.eval,
@@ -88,10 +94,12 @@ def evaluate(config: ConfigArg) -> None:
 def export(config: ConfigArg) -> None:
     """fp32 + int8 ONNX, verified (checker, parity) and measured (agreement, F1, size, latency)."""
     from export.images.stage import export_edge_models
+    from training.images.probe import Candidate
 
     cfg = load_config(DefectJobConfig, config)
     manifest, classes = _manifest()
-    lineage = {"data_fingerprint": (OUT / "prepare" / "fingerprint.txt").read_text().strip()}
+    lineage = {"data_fingerprint": (OUT / "prepare" / "fingerprint.txt").read_text().strip(),
+               "candidate": Candidate.load(OUT / "train" / "candidate.json").words()}  # fmt: skip
     report = export_edge_models(
         OUT / "evaluate" / "model.pt",
         manifest,
@@ -135,6 +143,7 @@ def register(config: ConfigArg, data: DataArg) -> None:
     from registry import publish
     from registry.images import log_frozen_set, log_onnx_models, release
     from registry.tracking import configure, git_commit
+    from training.images.probe import Candidate
 
     cfg = load_config(DefectJobConfig, config)
     client = configure(cfg.tracking)
@@ -142,7 +151,7 @@ def register(config: ConfigArg, data: DataArg) -> None:
     line = cfg.tracking.line
     manifest, _ = _manifest()
     lineage = {"product_line": line, "data_fingerprint": (OUT / "prepare" / "fingerprint.txt").read_text().strip(),
-               "dvc_data_version": dvc_data_version(data)}  # fmt: skip
+               "dvc_data_version": dvc_data_version(data), "candidate": Candidate.load(OUT / "train" / "candidate.json").words()}  # fmt: skip
     metrics = json.loads((OUT / "evaluate" / "metrics.json").read_text())
     export_metrics = json.loads((OUT / "export" / "export_metrics.json").read_text())
     with mlflow.start_run(run_name="dvc-repro") as run:

@@ -75,6 +75,10 @@ def test_flow_registers_a_candidate_with_lineage_tags(flow_run):
     for key in ("test_macro_f1", "test_balanced_accuracy", "test_recall_MT_Crack", "test_defect_recall"):
         assert key in run.data.metrics
     assert len(client.get_metric_history(summary.run_id, "val_macro_f1")) == 2  # one per epoch
+    # the probe baseline beside the fine-tune: both scored on validation, the winner registered
+    scores = run.data.metrics["val_macro_f1_finetune"], run.data.metrics["val_macro_f1_probe"]
+    won = "linear probe" if scores[1] > scores[0] else "fine-tune"
+    assert run.data.tags["candidate"] == won
 
 
 def test_flow_logs_plots_checks_and_model(flow_run):
