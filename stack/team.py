@@ -32,7 +32,8 @@ from stack.services import Service, StackError, http_answers, running_pid, start
 BIN = Path(sys.executable).parent  # weed, mlflow, prefect and shopfloor are installed beside this Python
 POOL = "shopfloor"
 # the worker is Prefect's own program (no shopfloor defaults): its runs' heartbeat, set here (flows.deploy)
-WORKER_ENV = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+WORKER_ENV = {HEARTBEAT_ENV: str(HEARTBEAT_S)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class StackConfig:
     root: Path = Path("stack-state")
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=dict)  # per service; missing: a free port, kept
+    # seconds between a flow run's heartbeats (workers, clients); three missed ones crash the run
+    heartbeat_s: int = HEARTBEAT_S
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class Stack:
                 "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"], "PREFECT_API_URL": f"{self.url('prefect')}/api",
                 "PREFECT_API_AUTH_STRING": s["prefect_auth_string"], "SHOPFLOOR_EDGE_URL": self.url("edge"),
                 "AWS_ACCESS_KEY_ID": s["s3_access_key"], "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
-                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1", REMOTE_ENV: dvc_remote.URL} | WORKER_ENV  # fmt: skip
+                "AWS_ENDPOINT_URL": self.url("s3"), "AWS_DEFAULT_REGION": "us-east-1", REMOTE_ENV: dvc_remote.URL, HEARTBEAT_ENV: str(self.cfg.heartbeat_s)}  # fmt: skip
 
     def write_configs(self) -> None:
         """The S3 identity and MLflow's auth settings (both hold secrets) that `up` hands the services."""
@@ -131,7 +134,7 @@ class Stack:
         return Service("prefect", args, env, http_answers(f"{self.url('prefect')}/api/health", basic))
 
     def _worker(self) -> Service:
-        env = self._prefect_env() | self.client_env()  # client_env carries WORKER_ENV
+        env = self._prefect_env() | self.client_env()  # client_env carries the heartbeat
         return Service("worker", worker_args(), env, cwd=Path.cwd())
 
     def _edge(self) -> Service:
@@ -151,7 +154,7 @@ def deploy(stack: Stack, every_s: int = 300) -> list[str]:
     code = ("import json, sys; from pathlib import Path; from flows.deploy import deploy_all; "
             "print(json.dumps(deploy_all(sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))")  # fmt: skip
     env = os.environ | stack.client_env() | {"PREFECT_HOME": str(stack.paths.data("prefect"))}
-    done = subprocess.run([sys.executable, "-c", code, POOL, stack.url("mlflow"), str(stack.paths.data("edge")), str(every_s), str(HEARTBEAT_S)],
+    done = subprocess.run([sys.executable, "-c", code, POOL, stack.url("mlflow"), str(stack.paths.data("edge")), str(every_s), str(stack.cfg.heartbeat_s)],
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     if done.returncode:
         raise StackError(f"creating the deployments failed: {done.stderr.strip()[-600:]}")

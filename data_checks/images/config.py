@@ -37,8 +37,10 @@ class ImageRules(BaseModel):
 class DuplicateConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    view_distance: float = Field(0.02, gt=0, lt=2)  # 1 - correlation where the linkage tree is cut
-    copy_distance: float = Field(0.002, ge=0, lt=2)  # near-copy: thumbnails correlate >= 0.998 ...
+    # Unset (None): these fixed values, or less on a data set whose images all look alike at thumbnail
+    # size (data_checks.images.duplicates.thresholds); set: used as given.
+    view_distance: float | None = Field(None, gt=0, lt=2)  # 1 - correlation where the linkage tree is cut
+    copy_distance: float | None = Field(None, ge=0, lt=2)  # near-copy: thumbnails correlate >= 0.998 ...
     copy_brightness: float = Field(4.0, ge=0)  # ... and mean grey levels within this: the same shot
     max_images: int = Field(20000, ge=2)  # the distance matrix is N x N; beyond this, split the data
 

@@ -135,7 +135,9 @@ def join(
         Service(
             "worker",
             worker_args(),
-            settings | WORKER_ENV | {"PREFECT_HOME": str(paths.data("prefect"))},
+            WORKER_ENV
+            | settings
+            | {"PREFECT_HOME": str(paths.data("prefect"))},  # the stack's heartbeat wins
             cwd=Path.cwd(),
         ),
     )

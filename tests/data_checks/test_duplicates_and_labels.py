@@ -12,7 +12,7 @@ from data_checks.images.duplicates import DuplicateConfig, find_duplicates, merg
 from data_checks.images.manifest import load_dataset
 from data_checks.images.mislabels import label_issues, rank_label_issues
 from data_checks.images.properties import compute_image_properties
-from tests.fixtures.data import TILES
+from tests.fixtures.data import BALL_SCREW, TILES
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,26 @@ def test_pixel_groups_recover_the_tile_groups(shipped_tiles):
     report = find_duplicates(table, DuplicateConfig())
     ari = adjusted_rand_score(manifest["group"], report.part_group)
     assert ari > 0.7, ari  # measured 0.74 (RESULTS.md); a random grouping scores ~0
+    assert report.thresholds["view_distance"] == 0.02 and report.thresholds["copy_distance"] == 0.002
+
+
+def test_a_line_whose_images_all_look_alike_is_not_read_as_copies_of_one_part(tmp_path):
+    """Issue 26's second line: ball-screw spindle photos look the same at thumbnail size (grooves
+    everywhere), and the tiles' fixed thresholds made 53 of 505 images label conflicts and every image
+    one part. Thresholds unset now scale with the data set's own distances."""
+    manifest = load_dataset(BALL_SCREW / "ball_screw.csv").manifest
+    table = compute_image_properties(manifest["path"].tolist(), tmp_path).assign(
+        label=manifest["label"].to_numpy()
+    )
+    report = find_duplicates(table, DuplicateConfig())
+    assert [f for f in report.findings if f.rule == "duplicate_label_conflict"] == []
+    assert report.thresholds["median_distance"] < 0.05 and report.thresholds["view_distance"] < 0.002
+    merged = merge_groups(manifest["group"].to_numpy(), report.part_group)
+    assert len(np.unique(merged)) >= 5  # the 14 camera positions, some merged by look: a split is possible
+    fixed = find_duplicates(
+        table, DuplicateConfig(view_distance=0.02, copy_distance=0.002)
+    )  # as set: as given
+    assert len([f for f in fixed.findings if f.rule == "duplicate_label_conflict"]) > 25
 
 
 def test_shipped_tiles_hold_one_photo_filed_under_two_labels(shipped_tiles):

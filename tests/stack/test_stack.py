@@ -16,18 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import HEARTBEAT_S
 from stack import postgres
 from stack.services import live, proc_stat, running_pid
 from stack.team import Stack, StackConfig, down, status, up
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
+TEST_HEARTBEAT_S = 10
 
 
 @pytest.fixture(scope="module")
 def stack():
     with reachable() as root:
-        team = Stack.open(StackConfig(root=root))
+        # heartbeats every 10 s: a killed run is crashed 30 s after (the product's 30 s would wait 90 s)
+        team = Stack.open(StackConfig(root=root, heartbeat_s=TEST_HEARTBEAT_S))
         try:
             up(team, report=lambda _line: None)
             yield team
@@ -107,7 +108,8 @@ def test_wrong_credentials_are_refused_by_every_service(stack):
 
 def test_down_stops_every_process_group_and_twice_is_safe():
     with reachable() as root:
-        team = Stack.open(StackConfig(root=root))
+        # heartbeats every 10 s: a killed run is crashed 30 s after (the product's 30 s would wait 90 s)
+        team = Stack.open(StackConfig(root=root, heartbeat_s=TEST_HEARTBEAT_S))
         try:
             stops_everything(team)
         finally:
@@ -374,7 +376,7 @@ print(run_id)
 import json, time
 from prefect.client.orchestration import get_client
 with get_client(sync_client=True) as client:
-    deadline = time.monotonic() + {3 * HEARTBEAT_S + 120}
+    deadline = time.monotonic() + {3 * TEST_HEARTBEAT_S + 120}
     while (run := client.read_flow_run({run_id!r})).state_type.value != 'CRASHED' and time.monotonic() < deadline:
         time.sleep(2)
     limit = client.read_deployment(run.deployment_id).global_concurrency_limit
