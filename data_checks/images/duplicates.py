@@ -132,6 +132,31 @@ def find_duplicates(table: pd.DataFrame, cfg: DuplicateConfig) -> DuplicateRepor
     return report
 
 
+def copy_groups(report: DuplicateReport) -> np.ndarray:
+    """A group per copy component (the same photo saved twice), every other row its own group."""
+    groups = np.arange(len(report.part_group)) + len(report.copy_components)
+    for number, members in enumerate(report.copy_components):
+        groups[members] = number
+    return groups
+
+
+def declared_groups_that_look_alike(declared: np.ndarray, report: DuplicateReport) -> Finding | None:
+    """A `warn` when pixels put images of different declared groups into one part: the declared groups
+    are kept (the user named the parts; on a line whose images all look alike, the looks mislead), but
+    if they do show one part, they should share a group."""
+    spans = [
+        sorted(set(declared[report.part_group == g]))
+        for g in np.unique(report.part_group[report.part_group >= 0])
+    ]
+    spans = [groups for groups in spans if len(groups) > 1]
+    if not spans:
+        return None
+    shown = "; ".join(" + ".join(map(str, groups[:4])) for groups in spans[:3])
+    return Finding("groups_look_alike", Severity.WARN,
+                   f"{len(spans)} set(s) of declared groups hold images that look like one part ({shown}); the declared "
+                   "groups are kept: if they show one part, give them one group in the CSV")  # fmt: skip
+
+
 def merge_groups(*groupings: np.ndarray) -> np.ndarray:
     """Union of several groupings (connected components): rows that share any group share the result."""
     n = len(groupings[0])

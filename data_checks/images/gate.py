@@ -20,7 +20,13 @@ import pandas as pd
 from data_checks.findings import Finding, Severity, findings_frame, stop_message
 from data_checks.images.annotators import AgreementReport, annotator_agreement
 from data_checks.images.config import ChecksConfig  # noqa: F401  (re-exported: the stage and its settings)
-from data_checks.images.duplicates import DuplicateReport, find_duplicates, merge_groups
+from data_checks.images.duplicates import (
+    DuplicateReport,
+    copy_groups,
+    declared_groups_that_look_alike,
+    find_duplicates,
+    merge_groups,
+)
 from data_checks.images.manifest import load_dataset
 from data_checks.images.properties import compute_image_properties
 from data_checks.images.suite import validate_images
@@ -63,13 +69,15 @@ def manifest_fingerprint(manifest: pd.DataFrame) -> str:
 
 
 def _clean_manifest(manifest: pd.DataFrame, properties: pd.DataFrame, keep: np.ndarray,
-                    duplicates: DuplicateReport, out_dir: Path) -> pd.DataFrame:  # fmt: skip
+                    duplicates: DuplicateReport, declared: bool, out_dir: Path) -> pd.DataFrame:  # fmt: skip
     """The items that passed, with their content hash and their part groups merged with the ones
-    found from pixels (named after a member's own group, so they stay readable)."""
+    found from pixels (named after a member's own group, so they stay readable). Groups the user
+    declared merge with copies of one photo only, not with look-alikes."""
     clean = manifest[keep].copy()
     clean["md5"] = properties["md5"].to_numpy()[keep]
     clean["frame_group"] = clean["group"]
-    merged = merge_groups(clean["group"].to_numpy(), duplicates.part_group[keep])
+    pixels = copy_groups(duplicates) if declared else duplicates.part_group
+    merged = merge_groups(clean["group"].to_numpy(), pixels[keep])
     clean["group"] = clean.groupby(merged)["group"].transform("min").to_numpy()
     clean = clean.reset_index(drop=True)
     clean.to_csv(out_dir / "manifest.csv", index=False)
@@ -93,6 +101,10 @@ def check_image_dataset(cfg: ChecksConfig, source: Path, out_dir: Path) -> Check
     table = properties.assign(label=manifest["label"].to_numpy())
     duplicates = find_duplicates(table, cfg.duplicates)
     findings += duplicates.findings
+    if scan.declared_groups and (
+        alike := declared_groups_that_look_alike(manifest["group"].to_numpy(), duplicates)
+    ):
+        findings.append(alike)
 
     bad_items = [f for f in findings if f.severity == Severity.ERROR and f.path in set(manifest["path"])]
     bad_paths = {f.path for f in bad_items}
@@ -112,7 +124,7 @@ def check_image_dataset(cfg: ChecksConfig, source: Path, out_dir: Path) -> Check
     companions = dict(zip(manifest["path"], manifest["mask_path"], strict=True))
     moved = quarantine(bad_items, scan.root, cfg.quarantine_dir, companions, cfg.quarantine_mode)
     keep = ~manifest["path"].isin(bad_paths).to_numpy()
-    clean = _clean_manifest(manifest, properties, keep, duplicates, out_dir)
+    clean = _clean_manifest(manifest, properties, keep, duplicates, scan.declared_groups, out_dir)
     return CheckedDataset(
         manifest=clean,
         classes=classes,

@@ -42,6 +42,7 @@ class ScanResult:
     manifest: pd.DataFrame
     findings: list[Finding] = field(default_factory=list)
     root: Path = Path(".")
+    declared_groups: bool = False  # the groups came from the CSV's group column: the user named the parts
 
 
 def load_dataset(source: Path, group_by: GroupBy = GroupBy.AUTO, frame_gap: int = 100) -> ScanResult:
@@ -50,7 +51,8 @@ def load_dataset(source: Path, group_by: GroupBy = GroupBy.AUTO, frame_gap: int 
     if not source.exists():
         raise DataError(f"data source {source} does not exist; pass a folder or a CSV manifest")
     result = _read_csv_manifest(source) if source.is_file() else _scan_folder(source)
-    result.manifest = _assign_groups(result.manifest, group_by, frame_gap, result.findings)
+    result.manifest, used = _assign_groups(result.manifest, group_by, frame_gap, result.findings)
+    result.declared_groups = used == GroupBy.COLUMN
     result.manifest.insert(1, "relpath", [_relative(p, result.root) for p in result.manifest["path"]])
     return result
 
@@ -168,7 +170,8 @@ def _read_csv_manifest(csv_path: Path) -> ScanResult:
 
 def _assign_groups(
     manifest: pd.DataFrame, group_by: GroupBy, gap: int, findings: list[Finding]
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, GroupBy]:
+    """The manifest with its `group` column filled, and the way the groups were found."""
     manifest = manifest.copy()
     for column in MANIFEST_COLUMNS:
         if column not in manifest:
@@ -200,7 +203,7 @@ def _assign_groups(
     else:
         frames = [int(m["frame"]) if m else None for m in matches]
         manifest["group"] = frame_cluster_groups(frames, manifest["path"].tolist(), gap)
-    return manifest[MANIFEST_COLUMNS + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]]
+    return manifest[MANIFEST_COLUMNS + [c for c in manifest.columns if c not in MANIFEST_COLUMNS]], group_by
 
 
 def frame_cluster_groups(frames: list[int | None], paths: list[str], gap: int) -> list[str]:
