@@ -31,7 +31,7 @@ system:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql chromium; }
 
 test: install system
-	$(BIN)/python -m pytest -q --timeout=900 tests
+	$(BIN)/python -m pytest -q --timeout=900 --durations=30 tests
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" tests

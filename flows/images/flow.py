@@ -100,7 +100,9 @@ def fine_tune(cfg: DefectJobConfig, manifest, classes: list[str], out_dir: Path,
 
 @task(name="linear-probe-baseline", cache_policy=NO_CACHE)
 def probe_baseline(cfg: DefectJobConfig, trained, manifest, classes: list[str], out_dir: Path) -> Candidate:
-    """The frozen-backbone probe beside the fine-tune; the one better on validation goes on."""
+    """The frozen-backbone probe beside the fine-tune; the one better on validation goes on. The fine-tune's
+    epochs (with any collapse restart, in words) are kept as the run's training/history.json."""
+    mlflow.log_dict({"epochs": trained.fit.history}, "training/history.json")
     candidate = choose_candidate(
         manifest, classes, cfg.model, cfg.fit, trained.fit, out_dir, cfg.checks.cache_dir
     )
@@ -243,11 +245,14 @@ def _start_run(resume: str | None, client, experiment_id: str) -> mlflow.ActiveR
     return run
 
 
-def dataset_of(manifest, source: str, name: str, digest: str):
-    """The manifest as an MLflow dataset: shown on the run page, with the fingerprint as digest."""
-    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": both are local paths
+def log_dataset(manifest, source: str, name: str, digest: str) -> None:
+    """The manifest as the run's MLflow dataset: shown on the run page, with the fingerprint as digest.
+    MLflow's hints are not for the user ("source can be interpreted in multiple ways": both are local
+    paths; "integer column(s)": a CSV manifest's row numbers are never missing)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return mlflow.data.from_pandas(manifest, source=source, name=name, digest=digest)
+        dataset = mlflow.data.from_pandas(manifest, source=source, name=name, digest=digest)
+        mlflow.log_input(dataset, context="training")
 
 
 def _log_start(cfg: DefectJobConfig, data_path: Path, resumed: bool) -> None:
@@ -261,8 +266,7 @@ def _log_data(checked: CheckedDataset, data_path: Path) -> str:
     """Tag the run with the data's fingerprint and DVC version, and show the manifest as its dataset."""
     data_version = dvc_data_version(data_path)
     mlflow.set_tags({"data_fingerprint": checked.fingerprint, "dvc_data_version": data_version})
-    dataset = dataset_of(checked.manifest, str(data_path.resolve()), data_path.name, checked.fingerprint[:32])
-    mlflow.log_input(dataset, context="training")
+    log_dataset(checked.manifest, str(data_path.resolve()), data_path.name, checked.fingerprint[:32])
     return data_version
 
 

@@ -237,3 +237,42 @@ def test_a_reviewer_sees_the_gate_table_and_the_confusion_matrix_in_the_mlflow_u
         )
     finally:
         stop_child(ui)
+
+
+def test_a_second_product_line_trains_its_own_model_and_leaves_the_first_lines_champion(flow_run):
+    """Issue 26's bar on the shipped second line (ball screws: colour photos, groups in its CSV), with
+    the defaults but for a shorter schedule (the full-default figures: RESULTS.md section 1): it checks,
+    splits and trains without divergence, reports its operating point, and registers under its own
+    product line; the tile line's champion is untouched."""
+    from tests.fixtures.data import BALL_SCREW
+
+    summary, root, _, settings = flow_run
+    client = mlflow.MlflowClient()
+    tiles_before = [(v.version, v.tags) for v in client.search_model_versions("name='defect-classifier'")]
+    champion = client.get_model_version_by_alias("defect-classifier", "champion").version
+    store = [
+        s for s in settings if s.split("=")[0] in ("tracking.tracking_uri", "work_dir", "checks.cache_dir")
+    ]
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        second = train_defect_classifier(
+            str(BALL_SCREW / "ball_screw.csv"), None,
+            [*store, f"checks.quarantine_dir={root}/quarantine-ball", "fit.epochs=2", "fit.samples_per_epoch=128"],
+        )  # fmt: skip
+    finally:
+        os.chdir(cwd)
+    assert second.model_name == "ball_screw-defects" and second.model_version == "1"
+    assert client.get_registered_model("ball_screw-defects").tags["product_line"] == "ball_screw"
+    assert second.defect_recall is not None and second.false_reject_rate is not None  # 'good' found by name
+    run = client.get_run(second.run_id)
+    assert run.data.tags["good_class"] == "good" and run.data.tags["candidate"] in (
+        "fine-tune",
+        "linear probe",
+    )
+    history = mlflow.artifacts.load_dict(f"runs:/{second.run_id}/training/history.json")["epochs"]
+    assert len(history) == 3 and not [row for row in history if "restart" in row]  # no collapse
+    assert client.get_model_version_by_alias("defect-classifier", "champion").version == champion
+    assert [
+        (v.version, v.tags) for v in client.search_model_versions("name='defect-classifier'")
+    ] == tiles_before
