@@ -114,3 +114,12 @@ def test_a_vibration_gain_change_moves_the_features_and_is_flagged(tmp_path):
     states = {s.device: s for s in store.states()}
     assert states["motor-2"].state == "drift" and "f0 +" in states["motor-2"].explanation
     assert states["motor-1"].state == "ok"
+
+
+def test_a_reference_from_held_out_items_of_one_part_still_has_floors():
+    """Found on the ball-screw line: its validation part is one camera position, and the reference
+    failed ('need at least one array to concatenate') after the whole training."""
+    proba, embeddings, stats = images(200, np.random.default_rng(2))
+    one_part = np.full(200, "t2_x395000_397500")
+    reference = image_reference(ImageItems(proba, embeddings, stats, proba.argmax(1), one_part), window_size=64)
+    assert reference["floors"] and reference["items"] == 200
