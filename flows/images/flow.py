@@ -310,7 +310,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         cfg = _with_good_class(cfg, checked.classes)
         data_version = _log_data(checked, data_path)
         label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None
-        manifest = split(cfg, checked, data_path.name)
+        manifest = split(cfg, checked, cfg.tracking.line)  # the frozen test set is the line's
         manifest.to_csv(work / "checks" / "manifest_split.csv", index=False)
         trained = fine_tune(cfg, manifest, checked.classes, work / "train", resume is not None)
         candidate = probe_baseline(cfg, trained, manifest, checked.classes, work / "train")

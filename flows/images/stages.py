@@ -41,12 +41,14 @@ def _manifest() -> tuple[pd.DataFrame, list[str]]:
 def prepare(config: ConfigArg, data: DataArg) -> None:
     """Data checks (quarantining bad files) and the tile-grouped split."""
     from data_checks.images.gate import check_image_dataset
+    from registry.lines import line_of
     from training.images.prepare import assign_split
 
     cfg = load_config(DefectJobConfig, config)
     checked = check_image_dataset(cfg.checks, data, OUT / "prepare")
     print_findings(checked.findings)
-    assign_split(checked.manifest, cfg.split, data.name).to_csv(OUT / "prepare" / "manifest.csv", index=False)
+    line = line_of(data, cfg.tracking.line)  # the frozen test set is the product line's
+    assign_split(checked.manifest, cfg.split, line).to_csv(OUT / "prepare" / "manifest.csv", index=False)
     (OUT / "prepare" / "classes.json").write_text(json.dumps(checked.classes))
     (OUT / "prepare" / "fingerprint.txt").write_text(checked.fingerprint)
 

@@ -264,6 +264,7 @@ def test_a_second_product_line_trains_its_own_model_and_leaves_the_first_lines_c
         os.chdir(cwd)
     assert second.model_name == "ball_screw-defects" and second.model_version == "1"
     assert client.get_registered_model("ball_screw-defects").tags["product_line"] == "ball_screw"
+    assert (root / "data" / "frozen_eval" / "ball_screw.csv").exists()  # the line's frozen test parts
     assert second.defect_recall is not None and second.false_reject_rate is not None  # 'good' found by name
     run = client.get_run(second.run_id)
     assert run.data.tags["good_class"] == "good" and run.data.tags["candidate"] in (

@@ -121,5 +121,7 @@ def test_a_reference_from_held_out_items_of_one_part_still_has_floors():
     failed ('need at least one array to concatenate') after the whole training."""
     proba, embeddings, stats = images(200, np.random.default_rng(2))
     one_part = np.full(200, "t2_x395000_397500")
-    reference = image_reference(ImageItems(proba, embeddings, stats, proba.argmax(1), one_part), window_size=64)
+    reference = image_reference(
+        ImageItems(proba, embeddings, stats, proba.argmax(1), one_part), window_size=64
+    )
     assert reference["floors"] and reference["items"] == 200

@@ -1,7 +1,7 @@
 """Stage function `assign_split`: add the tile-grouped train/val/test column to a checked manifest.
 
 The test part is a *frozen evaluation set*: written on the first run for a data set
-(`<frozen_test_dir>/<data set name>.csv`, relative paths) and reused by every later run, so all
+(`<frozen_test_dir>/<product line>.csv`, relative paths; the line is the data set's name unless declared) and reused by every later run, so all
 models of one line are compared on the same held-out tiles and none ever trains on them. The
 promotion gate scores candidate and champion on it.
 """
