@@ -80,7 +80,7 @@ def serve(config: ConfigOption = None, set_: SetOption = None) -> None:
 
     with prefect_api(full=True) as url:
         console.print(f"Prefect API {url}: monitor-drift every {cfg.every_s} s; drift of {cfg.vibration.model} "
-                      f"retrains on {cfg.vibration.data}, of {cfg.images.model} on {cfg.images.data}")  # fmt: skip
+                      f"retrains on {cfg.vibration.data}" + "".join(f", of {t.model} on {t.data}" for t in cfg.images))  # fmt: skip
         prefect_serve(*loop_deployments(cfg), print_starting_message=False)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.settings import DEFAULT_EDGE_STATE, DEFAULT_TRACKING_URI
 
@@ -42,6 +42,23 @@ class LoopConfig(BaseModel):
     monitor: MonitorConfig = MonitorConfig()
     every_s: int = Field(300, ge=1)  # a monitoring cycle this often
     vibration: RetrainTarget = RetrainTarget(model="bearing-anomaly", data=Path("data/cwru_bearings"))
-    images: RetrainTarget = RetrainTarget(model="defect-classifier", data=Path("data/magnetic_tiles"))
+    # One per image product line: a drift of each registered model retrains that model on its line's data
+    # (a single mapping in YAML is one target). The first is served as `on-drift`, others as `on-drift-MODEL`.
+    images: tuple[RetrainTarget, ...] = (
+        RetrainTarget(model="defect-classifier", data=Path("data/magnetic_tiles")),
+    )
     # one retraining per model at a time (a second drift event while one runs is cancelled, not queued)
     retrain_concurrency: int = Field(1, ge=1)
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return (value,) if isinstance(value, dict | RetrainTarget) else value
+
+    @field_validator("images")
+    @classmethod
+    def _one_target_per_model(cls, value: tuple[RetrainTarget, ...]) -> tuple[RetrainTarget, ...]:
+        models = [target.model for target in value]
+        if not models or len(set(models)) < len(models):
+            raise ValueError(f"images: give one retraining target per registered model, got models {models}")
+        return value

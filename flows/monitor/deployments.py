@@ -1,5 +1,6 @@
-"""The loop as Prefect deployments: `monitor-drift` on a schedule, and the two training flows, each
-started by a deployment trigger on `shopfloor.drift.detected` events of its model.
+"""The loop as Prefect deployments: `monitor-drift` on a schedule, and a training deployment per
+retraining target (the vibration model, and each image product line's model), each started by a
+deployment trigger on `shopfloor.drift.detected` events of its model.
 
 `shopfloor monitor serve` serves all three from one process (Prefect's `serve`: flow runs are
 child processes of it, no work pool needed); a team server (`PREFECT_API_URL`) sees them in its UI
@@ -62,13 +63,23 @@ def loop_deployments(cfg: LoopConfig) -> list:
         ),
         parameters={"state_dir": state, "tracking_uri": cfg.monitor.tracking_uri, "alpha": cfg.monitor.alpha},
     )
+    targets = [(retrain_anomaly_model, cfg.vibration, RETRAIN_DEPLOYMENT)] + [
+        (train_defect_classifier, own_model(target), RETRAIN_DEPLOYMENT if i == 0 else f"{RETRAIN_DEPLOYMENT}-{target.model}")
+        for i, target in enumerate(cfg.images)
+    ]  # fmt: skip
     retrain = [
         flow.to_deployment(
-            RETRAIN_DEPLOYMENT,
+            name,
             triggers=[drift_trigger(target, state)],
             concurrency_limit=limit,
             parameters={"data": str(target.data)},
         )  # fmt: skip
-        for flow, target in ((retrain_anomaly_model, cfg.vibration), (train_defect_classifier, cfg.images))
+        for flow, target, name in targets
     ]
     return [monitor, *retrain]
+
+
+def own_model(target: RetrainTarget) -> RetrainTarget:
+    """An image line's retraining trains the model whose drift started it (`tracking.model_name`), not
+    whatever name its data's line would derive; the target's own overrides come after and win."""
+    return target.model_copy(update={"overrides": (f"tracking.model_name={target.model}", *target.overrides)})

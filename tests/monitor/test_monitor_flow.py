@@ -65,3 +65,29 @@ def test_cycles_never_overlap_and_each_retraining_runs_alone():
     for deployment in (monitor, *retrain):
         assert deployment.concurrency_limit == 1
         assert deployment.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+
+
+def test_each_image_product_line_retrains_its_own_model_on_its_own_data():
+    """Issue 26: with two lines in one store, a drift of the ball-screw model must retrain the ball-screw
+    model on the ball-screw data (there was one image target: every image drift retrained the tiles)."""
+    import pytest
+    from pydantic import ValidationError
+
+    from flows.monitor.config import LoopConfig, RetrainTarget
+    from flows.monitor.deployments import loop_deployments
+
+    lines = (RetrainTarget(model="defect-classifier", data="data/magnetic_tiles"),
+             RetrainTarget(model="ball_screw-defects", data="data/ball_screw/ball_screw.csv", overrides=("fit.epochs=4",)))  # fmt: skip
+    _, vibration, tiles, screws = loop_deployments(LoopConfig(images=lines))
+    assert (tiles.name, screws.name) == ("on-drift", "on-drift-ball_screw-defects")
+    for deployment, model, data in ((tiles, "defect-classifier", "data/magnetic_tiles"),
+                                    (screws, "ball_screw-defects", "data/ball_screw/ball_screw.csv")):  # fmt: skip
+        [trigger] = deployment.triggers
+        assert trigger.match["shopfloor.model"] == [model] and trigger.parameters["data"] == data
+        assert trigger.parameters["overrides"][0] == f"tracking.model_name={model}"
+    assert trigger.parameters["overrides"][1:] == ["fit.epochs=4"]  # the target's own come after
+    assert (
+        LoopConfig.model_validate({"images": {"model": "m", "data": "d"}}).images[0].model == "m"
+    )  # one mapping
+    with pytest.raises(ValidationError, match="one retraining target per registered model"):
+        LoopConfig(images=(lines[0], lines[0]))
