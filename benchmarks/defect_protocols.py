@@ -72,8 +72,7 @@ def run_fold(
     `checkpoint="last"` scores the final epoch instead of the one validation chose, which asks
     whether choosing on ~25 validation tiles helps at all.
     """
-    fine = None if rescore else cfg.augment.fine_size(cfg.model.image_size)
-    data = training_data(manifest, classes, cfg.model.image_size, CACHE, fine)
+    data = training_data(manifest, classes, cfg.model.image_size, CACHE)
     spec = make_spec(
         cfg.model.backbone,
         classes,
