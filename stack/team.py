@@ -41,8 +41,15 @@ class StackConfig:
     root: Path = Path("stack-state")
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=dict)  # per service; missing: a free port, kept
-    # seconds between a flow run's heartbeats (workers, clients); three missed ones crash the run
+    # seconds between a flow run's heartbeats (workers, clients); three missed ones crash the run.
+    # Prefect refuses less than 30 (FlowsSettings.heartbeat_frequency).
     heartbeat_s: int = HEARTBEAT_S
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_s < 30:
+            raise StackError(
+                f"heartbeat_s={self.heartbeat_s}: Prefect needs at least 30 s between heartbeats"
+            )
 
 
 @dataclass(frozen=True)

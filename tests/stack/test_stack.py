@@ -21,13 +21,12 @@ from stack.services import live, proc_stat, running_pid
 from stack.team import Stack, StackConfig, down, status, up
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-TEST_HEARTBEAT_S = 10
+TEST_HEARTBEAT_S = 30  # Prefect's least (FlowsSettings.heartbeat_frequency >= 30)
 
 
 @pytest.fixture(scope="module")
 def stack():
     with reachable() as root:
-        # heartbeats every 10 s: a killed run is crashed 30 s after (the product's 30 s would wait 90 s)
         team = Stack.open(StackConfig(root=root, heartbeat_s=TEST_HEARTBEAT_S))
         try:
             up(team, report=lambda _line: None)
@@ -108,7 +107,6 @@ def test_wrong_credentials_are_refused_by_every_service(stack):
 
 def test_down_stops_every_process_group_and_twice_is_safe():
     with reachable() as root:
-        # heartbeats every 10 s: a killed run is crashed 30 s after (the product's 30 s would wait 90 s)
         team = Stack.open(StackConfig(root=root, heartbeat_s=TEST_HEARTBEAT_S))
         try:
             stops_everything(team)

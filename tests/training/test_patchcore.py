@@ -65,7 +65,7 @@ def test_a_patch_identical_to_a_bank_entry_scores_zero(tiles):
     assert score.max() < 0.15 and anomaly_map.abs().max() < 0.15
     assert other.min() > 10 * score.max()  # while a different tile is far from the bank
     bank = torch.randn(50, 7)
-    assert nearest_distance(bank[None, 10:13], bank, (bank * bank).sum(1)).max() < 1e-3
+    assert nearest_distance(bank[None, 10:13], bank, (bank * bank).sum(1)).max() < 1e-2  # float32 rounding
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.1, 0.25, 0.5])
