@@ -87,6 +87,12 @@ def check_parity(model: DefectClassifier, onnx_path: Path, grey: np.ndarray, ato
     sess = session(onnx_path)
     got = [np.concatenate(parts) for parts in zip(*(sess.run(None, {INPUT: grey[i : i + 32]})
                                                     for i in range(0, len(grey), 32)), strict=True)]  # fmt: skip
+    return parity_gap(got, reference, onnx_path, atol)
+
+
+def parity_gap(got: list[np.ndarray], reference: list[np.ndarray], onnx_path: Path, atol: float) -> float:
+    """Max |ONNX Runtime - PyTorch| over the outputs, each relative to its own scale (at least 1);
+    raises ExportError above `atol`. Every image exporter's parity check ends here."""
     gap = max(
         float(np.abs(g - r).max() / max(1.0, float(np.abs(r).max())))
         for g, r in zip(got, reference, strict=True)

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import ExportError
 from core.onnx_runtime import session
+from export.images.onnx import INPUT, parity_gap
 from export.torch_onnx import export_dynamic_batch
 from training.images.patchcore import PatchCoreScorer
 
-INPUT, SCORE, ANOMALY_MAP = "grey", "score", "anomaly_map"
+SCORE, ANOMALY_MAP = "score", "anomaly_map"  # input: INPUT, as the classifier's
 OPSET = 18  # as export/images/onnx.py: asking for 17 yields 18 anyway
 
 
@@ -34,11 +34,4 @@ def check_parity(scorer: PatchCoreScorer, path: Path, grey: np.ndarray, atol: fl
     grey = np.ascontiguousarray(grey, dtype=np.float32)
     with torch.inference_mode():
         reference = [t.numpy() for t in scorer.eval()(torch.from_numpy(grey))]
-    got = session(path).run([SCORE, ANOMALY_MAP], {INPUT: grey})
-    gap = max(
-        float(np.abs(g - r).max() / max(1.0, float(np.abs(r).max())))
-        for g, r in zip(got, reference, strict=True)
-    )
-    if gap > atol:
-        raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {gap:.2e} (> {atol:.0e})")
-    return gap
+    return parity_gap(session(path).run([SCORE, ANOMALY_MAP], {INPUT: grey}), reference, path, atol)
