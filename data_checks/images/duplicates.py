@@ -46,10 +46,10 @@ class DuplicateReport:
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
-def thresholds(cfg: DuplicateConfig, distance: np.ndarray) -> dict[str, float]:
+def thresholds(cfg: DuplicateConfig, condensed: np.ndarray) -> dict[str, float]:
     """(view, copy) distance thresholds: as set, else the fixed ones capped at their share of the median
-    distance between two images of this data set (`distance`: the square matrix)."""
-    median = float(np.median(squareform(distance, checks=False)))
+    distance between two images of this data set (`condensed`: every pair once, as scipy keeps it)."""
+    median = float(np.median(condensed))
     view = cfg.view_distance if cfg.view_distance is not None else min(VIEW_DISTANCE, VIEW_SHARE * median)
     copy = cfg.copy_distance if cfg.copy_distance is not None else min(COPY_DISTANCE, COPY_SHARE * median)
     return {"view_distance": view, "copy_distance": copy, "median_distance": median}
@@ -94,8 +94,9 @@ def find_duplicates(table: pd.DataFrame, cfg: DuplicateConfig) -> DuplicateRepor
     views = np.stack(table["view"].to_numpy()[ok]).astype(np.float32)  # (M, 144), unit norm
     distance = np.clip(1.0 - views @ views.T, 0.0, 2.0)  # (M, M)
     np.fill_diagonal(distance, 0.0)
-    report.thresholds = used = thresholds(cfg, distance)
-    tree = linkage(squareform(distance, checks=False), method="average")
+    condensed = squareform(distance, checks=False)  # every pair once
+    report.thresholds = used = thresholds(cfg, condensed)
+    tree = linkage(condensed, method="average")
     part_group[ok] = fcluster(tree, used["view_distance"], criterion="distance")
 
     md5 = table["md5"].to_numpy()[ok]
