@@ -6,8 +6,9 @@ summary in the signed manifest, and devices rebuild their preprocessing from it.
 every kind of model, read here by everyone (server, devices, gates):
 
     format       "shopfloor.model-card/2"
-    kind         "image-classifier" | "vibration-anomaly"
-    model        what was trained (backbone and classes; algorithm, normal profile and bearing)
+    kind         "image-classifier" | "image-anomaly" | "vibration-anomaly"
+    model        what was trained (backbone and classes; backbone and memory bank; algorithm, normal
+                 profile and bearing)
     input        tensor name, dtype, shape, and `preprocessing`: how raw data becomes that tensor
     outputs      [{name, shape, meaning}]
     decision     the rule a device applies to the outputs, with its threshold
@@ -32,8 +33,9 @@ from core.errors import ExportError
 CARD_KEY = "shopfloor.card"
 LEGACY_VIBRATION_KEY = "shopfloor.anomaly_card"
 FORMAT = "shopfloor.model-card/2"
-IMAGE_CLASSIFIER, VIBRATION_ANOMALY = "image-classifier", "vibration-anomaly"
-KINDS = (IMAGE_CLASSIFIER, VIBRATION_ANOMALY)
+IMAGE_CLASSIFIER, IMAGE_ANOMALY, VIBRATION_ANOMALY = "image-classifier", "image-anomaly", "vibration-anomaly"
+KINDS = (IMAGE_CLASSIFIER, IMAGE_ANOMALY, VIBRATION_ANOMALY)
+IMAGE_KINDS = (IMAGE_CLASSIFIER, IMAGE_ANOMALY)  # fed with images (inputs.images), scored per image
 SECTIONS = ("model", "input", "outputs", "decision", "metrics", "reference", "lineage", "export")
 
 
@@ -94,6 +96,9 @@ def plain_metadata(card: dict) -> dict[str, str]:
     if card["kind"] == IMAGE_CLASSIFIER:
         plain["classes"] = json.dumps(card["model"]["classes"])
         plain["image_size"] = str(card["input"]["preprocessing"]["image_size"])
+    elif card["kind"] == IMAGE_ANOMALY:
+        plain["image_size"] = str(card["input"]["preprocessing"]["image_size"])
+        plain["threshold"] = repr(card["decision"]["threshold"])
     else:
         preprocessing = card["input"]["preprocessing"]
         plain["sample_rate"] = str(preprocessing["sample_rate"])

@@ -5,7 +5,8 @@ A window is N items (or T minutes) of one model version on one device. Per windo
 counts, the predicted-class counts, histograms of top-class probability and of normalised entropy,
 per-item values for two-sample tests (top probability; brightness, contrast, blur and clipped share
 of each image), and a reservoir sample of the items' embeddings; for vibration models, the
-scores, the alarm count and a sample of the feature vectors. numpy only: devices build it.
+scores, the alarm count and a sample of the feature vectors; for image anomaly models, the scores, the
+reject count and the image statistics. numpy only: devices build it.
 The server checks every field against `LIMITS` (edge.telemetry).
 """
 
@@ -95,6 +96,14 @@ class WindowBuilder:
         if embedding is not None:
             self._sample(embedding)
 
+    def add_image_anomaly(self, score: float, reject: bool, stats: dict[str, float]) -> None:
+        """One image scored by an anomaly model: its score, the decision and `image_stats`."""
+        self.items += 1
+        self.scores.append(float(score))
+        self.alarms += int(reject)
+        for name in IMAGE_STATS:
+            self.stats[name].append(float(stats[name]))
+
     def add_vibration(self, score: float, alarm: bool, features: np.ndarray) -> None:
         self.items += 1
         self.scores.append(float(score))
@@ -110,6 +119,9 @@ class WindowBuilder:
                     "top_probability_histogram": np.histogram(self.top, HISTOGRAM_EDGES)[0].tolist(),
                     "entropy_histogram": np.histogram(self.entropies, HISTOGRAM_EDGES)[0].tolist(),
                     "image_stats": {k: v[-keep:] for k, v in self.stats.items()}, "embeddings": self.reservoir}  # fmt: skip
+        elif self.kind == "image-anomaly":
+            out |= {"scores": self.scores[-keep:], "alarms": self.alarms,
+                    "image_stats": {k: v[-keep:] for k, v in self.stats.items()}}  # fmt: skip
         else:
             out |= {
                 "scores": self.scores[-keep:],

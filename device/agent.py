@@ -2,7 +2,8 @@
 
 It watches an inbox folder (the camera or data logger drops files there) or takes the files it is
 given, runs the version of the model it pulled, appends one result per file to the outbox (JSON
-lines: class, probabilities and reject decision, or alarms and explanations), checks the signed
+lines: class, probabilities and reject decision; anomaly score, reject decision and the hottest spot of
+an image anomaly model; or alarms and explanations), checks the signed
 manifest every `check_every_s` and switches to a new approved version atomically, sends
 heartbeats, and summarises its work in telemetry windows (core.telemetry) that it sends to the
 edge server.
@@ -35,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.card import IMAGE_CLASSIFIER, read_card
+from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER, IMAGE_KINDS, read_card
 from core.telemetry import WindowBuilder
 from data_checks.vibration.config import SensorRules
 from device.client import EdgeClient, PullError, installed_model
+from device.image_anomaly import AnomalyImageModel
 from device.images import ImageModel
 from device.telemetry import TelemetryOutbox
 from device.vibration import score_file
@@ -178,7 +180,8 @@ class Agent:
     def _load(self, path: Path) -> None:
         """Build the new scorer first, then swap: results never come from a half-loaded model."""
         card = read_card(path)
-        scorer = ImageModel(path) if card["kind"] == IMAGE_CLASSIFIER else path
+        scorers = {IMAGE_CLASSIFIER: ImageModel, IMAGE_ANOMALY: AnomalyImageModel}
+        scorer = scorers[card["kind"]](path) if card["kind"] in scorers else path
         self._close_window()  # a window holds one version
         self.model_path, self.kind, self.scorer = path, card["kind"], scorer
         self.version = (
@@ -200,6 +203,8 @@ class Agent:
         if self.kind == IMAGE_CLASSIFIER:
             embedding = np.asarray(data["embedding"]) if data.get("embedding") else None
             self.window.add_image(np.asarray(data["probabilities"]), embedding, data["image_stats"])
+        elif self.kind == IMAGE_ANOMALY:
+            self.window.add_image_anomaly(data["score"], data["reject"], data["image_stats"])
         else:
             rows, n = data["features"], len(data["scores"])
             for i, (score, alarm) in enumerate(zip(data["scores"], data["alarms"], strict=True)):
@@ -212,6 +217,8 @@ class Agent:
         pixels = resize_square(
             read_grey(path), self.scorer.size
         )  # decoded once: the model and the statistics
+        if self.kind == IMAGE_ANOMALY:
+            return self._score_anomaly(path, pixels, image_stats(pixels))
         proba, embedding = self.scorer.run(pixels[None, None].astype(np.float32))
         verdict = self.scorer.verdict(str(path), proba[0])
         telemetry = {"probabilities": np.round(proba[0], 6).tolist(), "image_stats": image_stats(pixels),
@@ -219,6 +226,13 @@ class Agent:
         return {"label": verdict.label, "probability": verdict.probability, "reject": verdict.reject,
                 "probabilities": dict(zip(self.scorer.classes, np.round(proba[0], 6).tolist(), strict=True)),
                 "telemetry": telemetry}  # fmt: skip
+
+    def _score_anomaly(self, path: Path, pixels: np.ndarray, stats: dict[str, float]) -> dict:
+        scores, maps = self.scorer.run(pixels[None, None].astype(np.float32))
+        verdict = self.scorer.verdict(str(path), float(scores[0]), maps[0])
+        return {"score": round(verdict.score, 6), "reject": verdict.reject, "threshold": verdict.threshold,
+                "hotspot": [round(v, 4) for v in verdict.hotspot],
+                "telemetry": {"score": round(verdict.score, 6), "reject": verdict.reject, "image_stats": stats}}  # fmt: skip
 
     def _score_sensor(self, path: Path) -> dict:
         report = score_file(path, self.scorer, SensorRules(), model_ref=self.cfg.model)
@@ -238,7 +252,7 @@ class Agent:
 
     def _result(self, path: Path, sha: str) -> dict:
         try:
-            result = self._score_image(path) if self.kind == IMAGE_CLASSIFIER else self._score_sensor(path)
+            result = self._score_image(path) if self.kind in IMAGE_KINDS else self._score_sensor(path)
         except Exception as err:  # a bad file is reported and skipped: the line keeps running
             result = {"error": f"{type(err).__name__}: {err}"[:500], "telemetry": None}
         return {"type": "result", "file": path.name, "sha256": sha, "time": _now(), "model": self.cfg.model,

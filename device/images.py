@@ -1,4 +1,5 @@
-"""`shopfloor edge predict`: run an image classifier's ONNX file on image files, as the line would.
+"""`shopfloor edge predict`: run an image model's ONNX file on image files, as the line would (an
+image classifier here; an image anomaly model through device.image_anomaly).
 
 Preprocessing (image size, resize rule) and the reject rule come from the file's own card
 (core.card); decoding and resizing are inputs.images, the code training used. Needs numpy,
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.card import IMAGE_CLASSIFIER, classes, read_card
+from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER, classes, read_card
 from core.errors import ConfigError, DataError
 from core.onnx_runtime import run_batched, session
+from device.image_anomaly import AnomalyImageModel, AnomalyVerdict, heat_overlay
 from inputs.images import load_batch
 
 
@@ -71,23 +73,49 @@ class ImageModel:
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 
 
-def predict_files(model_path: Path, images: list[str]) -> tuple[list[Verdict], list[DataError]]:
-    """Classify files with an exported model; preprocessing and threshold come from its own card.
-
-    A file that cannot be read is returned as its error and the others are classified: one bad
-    file in a batch must not cost the verdicts of the good ones."""
-    model = ImageModel(model_path)
+def _readable(images: list[str], size: int) -> tuple[list[str], list[np.ndarray], list[DataError]]:
     readable, pixels, errors = [], [], []
     for path in images:
         try:
-            pixels.append(load_batch([path], model.size))
+            pixels.append(load_batch([path], size))
             readable.append(path)
         except DataError as err:
             errors.append(err)
+    return readable, pixels, errors
+
+
+def predict_files(model_path: Path, images: list[str], maps_dir: Path | None = None
+                  ) -> tuple[list[Verdict | AnomalyVerdict], list[DataError]]:  # fmt: skip
+    """Judge files with an exported image model; preprocessing and threshold come from its own card.
+    An anomaly model's maps are written to `maps_dir` as PNGs when given.
+
+    A file that cannot be read is returned as its error and the others are judged: one bad
+    file in a batch must not cost the verdicts of the good ones."""
+    if read_card(model_path)["kind"] == IMAGE_ANOMALY:
+        return _predict_anomaly(AnomalyImageModel(model_path), images, maps_dir)
+    model = ImageModel(model_path)
+    readable, pixels, errors = _readable(images, model.size)
     if not readable:
         return [], errors
     proba = run_batched(model.session, np.concatenate(pixels))
     return [model.verdict(path, p) for path, p in zip(readable, proba, strict=True)], errors
+
+
+def _predict_anomaly(model: AnomalyImageModel, images: list[str], maps_dir: Path | None):
+    import cv2
+
+    readable, pixels, errors = _readable(images, model.size)
+    verdicts = []
+    for path, grey in zip(readable, pixels, strict=True):
+        scores, maps = model.run(grey)
+        verdicts.append(model.verdict(path, float(scores[0]), maps[0]))
+        if maps_dir is not None:
+            maps_dir.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(
+                str(maps_dir / f"{Path(path).stem}_map.png"),
+                heat_overlay(grey[0, 0], maps[0], model.threshold),
+            )
+    return verdicts, errors
 
 
 def verdicts_json(verdicts: list[Verdict]) -> str:

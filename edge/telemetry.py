@@ -38,7 +38,7 @@ class TelemetryWindow(BaseModel):
     device: str | None = Field(None, max_length=64)  # when given, it must be the token's device
     model: str = Field(pattern=NAME)
     version: str = Field(pattern=r"^\d{1,12}$")
-    kind: Literal["image-classifier", "vibration-anomaly"]
+    kind: Literal["image-classifier", "image-anomaly", "vibration-anomaly"]
     started: str = Field(max_length=40)
     ended: str = Field(max_length=40)
     items: int = Field(ge=0, le=1_000_000)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlflow
 
-from core.card import IMAGE_CLASSIFIER, read_card
+from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER, read_card
 from core.errors import RegistryError
 from registry.artifacts import shipped_file
 from registry.gates import GateReport
@@ -39,6 +39,10 @@ def _judge(kind: str, promotion_for: Callable[[str], object], model: str, versio
         from registry.images import gate_file
 
         return gate_file(promotion_for(kind), model, version, candidate, run_id)
+    if kind == IMAGE_ANOMALY:
+        from registry.image_anomaly import gate_file
+
+        return gate_file(promotion_for(kind), model, version, candidate)
     from registry.vibration import gate_file
 
     return gate_file(promotion_for(kind), model, version, candidate)

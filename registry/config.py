@@ -53,3 +53,23 @@ class VibrationPromotionConfig(BaseModel):
     auto_promote: bool = True
     max_false_alarm_rate: float = Field(0.01, ge=0, le=1)  # on held-out normal windows
     min_auroc: float | None = Field(0.99, ge=0, le=1)  # over all fault windows; None: no fault records needed
+
+
+class ImageAnomalyTrackingConfig(TrackingConfig):
+    """Its own experiment; the registered name is the line's own unless chosen (a subclass, as above)."""
+
+    experiment: str = "image-anomaly"
+    model_name: str = ""  # empty: `<product line>-anomaly` (flows.images.preflight)
+
+
+class ImageAnomalyPromotionConfig(BaseModel):
+    """The image anomaly model's gate (registry.image_anomaly), judged on the test parts as the exported
+    file scores them. Recall and AUROC need labelled defects; a line without any yet is judged on false
+    rejects alone, and the version page says so."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    auto_promote: bool = True
+    max_false_reject_rate: float = Field(0.10, ge=0, le=1)  # good test parts rejected (target 0.05 on val)
+    min_defect_recall: float | None = Field(0.30, ge=0, le=1)  # at the file's threshold; None: not judged
+    min_auroc: float | None = Field(0.70, ge=0, le=1)

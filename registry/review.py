@@ -112,6 +112,34 @@ def anomaly_page(title: str, report, gate: GateReport, cpu: str, counts: dict[st
     ])  # fmt: skip
 
 
+def image_anomaly_page(title: str, card: dict, gate: GateReport, cpu: str, counts: dict[str, int],
+                       lineage: dict[str, str], beside: str = "") -> str:  # fmt: skip
+    """`card`: the shipped file's (its metrics are the file's own on the frozen test parts); `beside`: the
+    line's classifier on the same test parts, in words, when the line has one."""
+    m, decision = card["metrics"], card["decision"]
+    said = f"rejected **{m['onnx_test_false_reject_rate']:.1%} of {m['test_good']:.0f} good test parts**"
+    if "onnx_test_defect_recall" in m:
+        said += (f" and caught **{m['onnx_test_defect_recall']:.1%} of {m['test_defects']:.0f} defect parts** "
+                 f"(AUROC {m['onnx_test_auroc']:.3f})")  # fmt: skip
+    else:
+        said += "; no labelled defect to measure recall on (a model from good parts only)"
+    headline = (f"Fitted on {card['model']['good_training_images']} good images ({card['model']['memory_bank_patches']} "
+                f"patches kept). Threshold {decision['threshold']:.4g}, set on validation good parts for "
+                f"{decision['target_false_reject_rate']:.0%} false rejects; on held-out test parts the file {said}.")  # fmt: skip
+    rows = [(part, _number(m.get(f"{part}_false_reject_rate")), _number(m.get(f"{part}_defect_recall")),
+             _number(m.get(f"{part}_auroc"))) for part in ("val", "test")]  # fmt: skip
+    return "\n".join([
+        f"## {title}", headline, "", *table(("part", "false rejects", "defect recall", "AUROC"), rows), "",
+        *([f"Beside it: {beside}", ""] if beside else []),
+        *gate_section(gate), "",
+        f"Edge file: fp32 ONNX, {m['onnx_size_bytes'] / 1e6:.1f} MB, p95 latency {m['onnx_latency_ms_p95']:.1f} ms "
+        f"at batch 1 on {cpu}. Outputs: score and anomaly map.", "",
+        *data_section(counts, None), "", *lineage_section(lineage), "",
+        "Plots: the run's artifacts `evaluation/` (test scores against the threshold) and "
+        "`evaluation/anomaly_maps/` (where the model sees a defect); data checks in `data_checks/`.",
+    ])  # fmt: skip
+
+
 def describe(client, model: str, version: str, run_id: str, page: str) -> None:
     """Put `page` on the version's page and the run's page in the MLflow UI."""
     client.update_model_version(model, version, description=page)

@@ -190,12 +190,16 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     model: Annotated[str, typer.Option(help="Installed model name.")] = "defect-classifier",
     dest: DeviceRoot = DEFAULT_DEVICE_ROOT,
+    maps: Annotated[
+        Path | None, typer.Option(help="An image anomaly model: write each image's anomaly map here (PNG).")
+    ] = None,
 ) -> None:
-    """Device side: classify images with the installed model (ONNX Runtime)."""
+    """Device side: judge images with the installed image model (ONNX Runtime): classes and the reject
+    decision of a classifier, or the anomaly score, decision and hottest spot of an anomaly model."""
     from core.errors import DataError
     from device.images import predict_files
 
-    verdicts, errors = predict_files(_installed(model, dest), [str(p) for p in images])
+    verdicts, errors = predict_files(_installed(model, dest), [str(p) for p in images], maps)
     for v in verdicts:
         console.print(f"{v.path}: {v.explain()}", markup=False, highlight=False)
     for err in errors:

@@ -23,6 +23,7 @@ from flows.cli.monitor import app as monitor_app
 from flows.cli.options import (
     ConfigOption,
     GoodOption,
+    ImageDataOption,
     LineOption,
     ProcessesOption,
     SetOption,
@@ -95,12 +96,7 @@ DataVersionOption = Annotated[
 
 @train_app.command("defects")
 def train_defects(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data", "-d", help="Class-per-folder image tree, or a CSV manifest path,label[,group]."
-        ),
-    ] = Path("data/magnetic_tiles"),
+    data: ImageDataOption = Path("data/magnetic_tiles"),
     config: ConfigOption = None,
     set_: SetOption = None,
     resume: Annotated[
@@ -148,6 +144,35 @@ def train_defects(
 
 
 train_app.command("anomaly")(train_anomaly)
+
+
+@train_app.command("image-anomaly")
+def train_image_anomaly(
+    data: ImageDataOption = Path("data/magnetic_tiles"),
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    good: GoodOption = None,
+    line: LineOption = None,
+) -> None:
+    """Fit an image anomaly model on good parts only (PatchCore), threshold it on held-out good parts, register it as `<line>-anomaly`."""
+    from core.config import load_config
+    from core.errors import DataError
+    from flows.images.config import ImageAnomalyJobConfig
+    from flows.images.preflight import preflight
+
+    set_ = [*(set_ or []), *shortcut_settings(good=good, line=line)]
+    cfg = load_config(ImageAnomalyJobConfig, config, set_)  # fail on a bad setting before Prefect starts
+    if not data.exists():
+        raise DataError(
+            f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
+        )
+    preflight(cfg, data, "check")
+    hide_console_tracebacks()
+    from flows.images.anomaly import train_image_anomaly as run_flow
+    from flows.prefect_api import prefect_api
+
+    with prefect_api():
+        run_flow(str(data), str(config) if config else None, list(set_))
 
 
 def prepare_data_version(version: str, data: Path, cache_dir: Path, remote: bool) -> str:

@@ -15,6 +15,10 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override one setting, e.g. --set fit.epochs=3 (repeatable)."),
 ]
+ImageDataOption = Annotated[
+    Path,
+    typer.Option("--data", "-d", help="Class-per-folder image tree, or a CSV manifest path,label[,group]."),
+]
 ProcessesOption = Annotated[
     int | None,
     typer.Option(

@@ -108,10 +108,10 @@ def approve(
 
     A version moved to champion in the MLflow UI is refused by the edge server until approved here.
     """
-    from core.card import IMAGE_CLASSIFIER
+    from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER
     from core.config import load_config
     from core.errors import ConfigError
-    from flows.images.config import DefectJobConfig
+    from flows.images.config import DefectJobConfig, ImageAnomalyJobConfig
     from flows.vibration.config import AnomalyJobConfig
     from registry.approval import approve as approve_version
 
@@ -119,7 +119,8 @@ def approve(
         raise ConfigError("--override-gates needs --reason '...': the history must say why")
 
     def promotion_for(kind: str):
-        job = DefectJobConfig if kind == IMAGE_CLASSIFIER else AnomalyJobConfig
+        jobs = {IMAGE_CLASSIFIER: DefectJobConfig, IMAGE_ANOMALY: ImageAnomalyJobConfig}
+        job = jobs.get(kind, AnomalyJobConfig)
         return load_config(job, config).promotion
 
     _client(tracking_uri)

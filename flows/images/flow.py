@@ -21,13 +21,14 @@ from core.config import load_config
 from core.errors import ConfigError
 from core.onnx_runtime import cpu_facts
 from core.settings import DEFAULT_EDGE_STATE
-from data_checks.images.gate import CheckedDataset, check_image_dataset
+from data_checks.images.gate import CheckedDataset
 from data_checks.report import write_checks_html
 from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.stage import export_edge_models
+from flows.images.checks import check_data
 from flows.images.config import DefectJobConfig
 from flows.images.preflight import preflight
-from flows.report import console, print_findings, quarantine_summary
+from flows.report import console
 from flows.rollout import canary_first
 from monitor.reference import image_reference, score_images
 from monitor.references import log_reference
@@ -61,14 +62,6 @@ class DefectRunSummary:
     gate_passed: bool
     promoted: bool
     gate_failures: tuple[str, ...]
-
-
-@task(name="check-data", cache_policy=NO_CACHE)
-def check_data(cfg: DefectJobConfig, data: Path, out_dir: Path) -> CheckedDataset:
-    checked = check_image_dataset(cfg.checks, data, out_dir)
-    print_findings(checked.findings)
-    console.print(quarantine_summary(checked.quarantined, cfg.checks.quarantine_dir))
-    return checked
 
 
 @task(name="review-labels", cache_policy=NO_CACHE)
@@ -306,7 +299,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
     with tracked_run(lambda: _start_run(resume, client, experiment_id)) as run:
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
-        checked = check_data(cfg, data_path, work / "checks")
+        checked = check_data(cfg.checks, data_path, work / "checks")
         cfg = _with_good_class(cfg, checked.classes)
         data_version = _log_data(checked, data_path)
         label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None

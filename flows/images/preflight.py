@@ -1,16 +1,20 @@
-"""What a defect training refuses in its first seconds, before Prefect starts (CLI) or any check
-reads a pixel (the flow, also when started from the Prefect UI): a declared good class the data
-lacks, and a model name another product line owns. Light to import: the CLI calls it."""
+"""What an image training (defect classifier or image anomaly model) refuses in its first seconds,
+before Prefect starts (CLI) or any check reads a pixel (the flow, also when started from the Prefect
+UI): a declared good class the data lacks, and a model name another product line owns. Light to
+import: the CLI calls it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flows.images.config import DefectJobConfig
+from flows.images.config import DefectJobConfig, ImageAnomalyJobConfig
+
+ImageJob = DefectJobConfig | ImageAnomalyJobConfig
 
 
-def preflight(cfg: DefectJobConfig, data: Path, store: str | None, client=None) -> DefectJobConfig:
-    """`cfg` with its product line and model name settled (registry.lines). `store`: "check" the line
+def preflight(cfg: ImageJob, data: Path, store: str | None, client=None) -> ImageJob:
+    """`cfg` with its product line and model name settled (registry.lines); an image anomaly model
+    left unnamed is the line's own, `<line>-anomaly`. `store`: "check" the line
     against the tracking store (the CLI), "claim" the model name for it (the flow and the DVC register
     stage, before their run starts), or None (a submission to the team stack: the worker's flow checks
     its own store). `client`: the caller's MlflowClient, when it has one."""
@@ -19,7 +23,7 @@ def preflight(cfg: DefectJobConfig, data: Path, store: str | None, client=None) 
 
     check_declared_good_class(data, cfg.eval.ok_class)
     line = line_of(data, cfg.tracking.line)
-    model = cfg.tracking.model_name
+    model = cfg.tracking.model_name or f"{line}-anomaly"
     if store is not None:
         import mlflow
 
@@ -29,9 +33,9 @@ def preflight(cfg: DefectJobConfig, data: Path, store: str | None, client=None) 
         if client is None:
             bound_http(cfg.tracking)  # a tracking server that is down answers in bounded time
             client = mlflow.MlflowClient(cfg.tracking.tracking_uri)
-        chosen = "model_name" in cfg.tracking.model_fields_set
+        chosen = "model_name" in cfg.tracking.model_fields_set or not cfg.tracking.model_name
         model = settle_line(client, model, line, chosen, claim=store == "claim")
-        if model != cfg.tracking.model_name and store == "claim":
+        if model != (cfg.tracking.model_name or model) and store == "claim":
             console.print(f"[yellow]product line {line!r}: {cfg.tracking.model_name!r} serves another line; this line's "
                           f"model is {model!r} (choose one with --set tracking.model_name=NAME)[/yellow]")  # fmt: skip
     return cfg.model_copy(

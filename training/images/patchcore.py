@@ -22,48 +22,11 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from core.errors import ConfigError
 from training.images.backbones import backbone_spec, create_backbone
-from training.images.config import Backbone
-
-
-class PatchCoreConfig(BaseModel):
-    """Settings of one PatchCore model; the defaults were chosen on validation
-    (benchmarks/results/image_anomaly.md: tile-grouped 5-fold, magnetic tiles)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    backbone: Backbone = Backbone.EFFICIENTNET_LITE0
-    image_size: int = Field(224, ge=32, le=1024)
-    # EfficientNet stages (timm's net.blocks[i]) whose outputs describe a patch; Lite0 strides:
-    # stage 2 -> 8, stages 3 and 4 -> 16. The patch grid is that of the finest chosen stage. (3, 4) with
-    # no neighbourhood averaging had the best validation AUROC of the grid measured (5-fold 0.87 vs
-    # 0.81 with 3x3 averaging, 0.78 for (2, 3, 4) and 0.75 for (2, 3), equal bank sizes).
-    layers: tuple[int, ...] = (3, 4)
-    neighbourhood: int = Field(1, ge=1)  # side of the averaging window over the feature map; 1: none
-    feature_dims: int | None = Field(None, ge=8)  # None: keep every channel of the chosen stages
-    coreset_fraction: float = Field(0.01, gt=0, le=1)  # share of training patches kept in the bank
-    projection_dims: int = Field(128, ge=8)  # random projection used only to pick the coreset
-    blur_sigma: float = Field(4.0, ge=0)  # Gaussian smoothing of the anomaly map, in input pixels; 0: none
-    target_false_reject_rate: float = Field(0.05, ge=0, lt=1)
-    seed: int = 0
-
-    @field_validator("layers")
-    @classmethod
-    def _stages(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or list(value) != sorted(set(value)) or not 0 <= value[0] <= value[-1] <= 6:
-            raise ValueError(f"layers must be distinct EfficientNet stages 0..6 in rising order, got {value}")
-        return value
-
-    @field_validator("neighbourhood")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"neighbourhood must be odd so the window is centred on its patch, got {value}")
-        return value
+from training.images.config import PatchCoreConfig
 
 
 def patch_embedding(maps: list[torch.Tensor], neighbourhood: int, dims: int | None = None) -> torch.Tensor:
