@@ -44,7 +44,7 @@ from device.image_anomaly import AnomalyImageModel
 from device.images import ImageModel
 from device.telemetry import TelemetryOutbox
 from device.vibration import score_file
-from inputs.images import IMAGE_SUFFIXES, read_grey, resize_square
+from inputs.images import IMAGE_SUFFIXES, channels_first, luminance
 
 SENSOR_SUFFIXES = {".npz", ".csv", ".parquet"}
 FEATURE_ROWS_PER_FILE = 64  # feature vectors kept per sensor file (evenly spaced): bounds a result line
@@ -214,21 +214,20 @@ class Agent:
     def _score_image(self, path: Path) -> dict:
         from core.telemetry import image_stats
 
-        pixels = resize_square(
-            read_grey(path), self.scorer.size
-        )  # decoded once: the model and the statistics
+        pixels = self.scorer.pixels(path)  # decoded once (as the card says): the model and the statistics
+        stats = image_stats(luminance(pixels))
         if self.kind == IMAGE_ANOMALY:
-            return self._score_anomaly(path, pixels, image_stats(pixels))
-        proba, embedding = self.scorer.run(pixels[None, None].astype(np.float32))
+            return self._score_anomaly(path, pixels, stats)
+        proba, embedding = self.scorer.run(channels_first(pixels[None]))
         verdict = self.scorer.verdict(str(path), proba[0])
-        telemetry = {"probabilities": np.round(proba[0], 6).tolist(), "image_stats": image_stats(pixels),
+        telemetry = {"probabilities": np.round(proba[0], 6).tolist(), "image_stats": stats,
                      "embedding": np.round(embedding[0], 5).tolist() if embedding is not None else None}  # fmt: skip
         return {"label": verdict.label, "probability": verdict.probability, "reject": verdict.reject,
                 "probabilities": dict(zip(self.scorer.classes, np.round(proba[0], 6).tolist(), strict=True)),
                 "telemetry": telemetry}  # fmt: skip
 
     def _score_anomaly(self, path: Path, pixels: np.ndarray, stats: dict[str, float]) -> dict:
-        scores, maps = self.scorer.run(pixels[None, None].astype(np.float32))
+        scores, maps = self.scorer.run(channels_first(pixels[None]))
         verdict = self.scorer.verdict(str(path), float(scores[0]), maps[0])
         return {"score": round(verdict.score, 6), "reject": verdict.reject, "threshold": verdict.threshold,
                 "hotspot": [round(v, 4) for v in verdict.hotspot],

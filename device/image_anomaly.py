@@ -16,6 +16,7 @@ import numpy as np
 from core.card import IMAGE_ANOMALY, read_card
 from core.errors import ConfigError
 from core.onnx_runtime import session
+from inputs.images import card_colour, read_image, resize_square
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,14 @@ class AnomalyImageModel:
         if self.card["kind"] != IMAGE_ANOMALY:
             raise ConfigError(f"{model_path} is a {self.card['kind']} model, not an {IMAGE_ANOMALY} model")
         self.size = self.card["input"]["preprocessing"]["image_size"]
+        self.colour = card_colour(self.card)
         self.threshold = float(self.card["decision"]["threshold"])
         self.session = session(model_path)
         self.input = self.card["input"]["name"]
+
+    def pixels(self, path: str | Path) -> np.ndarray:
+        """One file decoded and resized as this model was fitted: (S, S) grey or (S, S, 3) RGB uint8."""
+        return resize_square(read_image(path, self.colour), self.size)
 
     def run(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores (N,) and anomaly maps (N, S, S) of grey input (N, 1, S, S) in 0..255."""

@@ -18,7 +18,7 @@ from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER, classes, read_card
 from core.errors import ConfigError, DataError
 from core.onnx_runtime import run_batched, session
 from device.image_anomaly import AnomalyImageModel, AnomalyVerdict, heat_overlay
-from inputs.images import load_batch
+from inputs.images import card_colour, load_batch, read_image, resize_square
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,13 @@ class ImageModel:
         self.card = image_card(model_path)
         self.classes, self.decision = classes(self.card), self.card["decision"]
         self.size = self.card["input"]["preprocessing"]["image_size"]
+        self.colour = card_colour(self.card)
         self.session = session(model_path)
         self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def pixels(self, path: str | Path) -> np.ndarray:
+        """One file decoded and resized as this model was trained: (S, S) grey or (S, S, 3) RGB uint8."""
+        return resize_square(read_image(path, self.colour), self.size)
 
     def verdict(self, path: str, proba: np.ndarray) -> Verdict:
         ok, threshold = self.decision.get("ok_class"), self.decision.get("defect_threshold")
@@ -68,16 +73,18 @@ class ImageModel:
         )
 
     def run(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities (N, C) and, when the file has one, the embedding (N, E) of grey input (N, 1, S, S)."""
+        """Probabilities (N, C) and, when the file has one, the embedding (N, E) of input (N, C, S, S)."""
         outputs = self.session.run(None, {self.card["input"]["name"]: grey})
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 
 
-def _readable(images: list[str], size: int) -> tuple[list[str], list[np.ndarray], list[DataError]]:
+def _readable(
+    images: list[str], size: int, colour: bool
+) -> tuple[list[str], list[np.ndarray], list[DataError]]:
     readable, pixels, errors = [], [], []
     for path in images:
         try:
-            pixels.append(load_batch([path], size))
+            pixels.append(load_batch([path], size, colour))
             readable.append(path)
         except DataError as err:
             errors.append(err)
@@ -94,7 +101,7 @@ def predict_files(model_path: Path, images: list[str], maps_dir: Path | None = N
     if read_card(model_path)["kind"] == IMAGE_ANOMALY:
         return _predict_anomaly(AnomalyImageModel(model_path), images, maps_dir)
     model = ImageModel(model_path)
-    readable, pixels, errors = _readable(images, model.size)
+    readable, pixels, errors = _readable(images, model.size, model.colour)
     if not readable:
         return [], errors
     proba = run_batched(model.session, np.concatenate(pixels))
@@ -104,7 +111,7 @@ def predict_files(model_path: Path, images: list[str], maps_dir: Path | None = N
 def _predict_anomaly(model: AnomalyImageModel, images: list[str], maps_dir: Path | None):
     import cv2
 
-    readable, pixels, errors = _readable(images, model.size)
+    readable, pixels, errors = _readable(images, model.size, model.colour)
     verdicts = []
     for path, grey in zip(readable, pixels, strict=True):
         scores, maps = model.run(grey)

@@ -17,7 +17,7 @@ import numpy as np
 
 from device.agent import Agent, AgentConfig
 from device.client import EdgeClient
-from inputs.images import read_grey
+from inputs.images import read_rgb
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ def _feed(files: list[Path], inbox: Path, brightness: float) -> None:
         if brightness == 1.0 or path.suffix.lower() in {".npz", ".csv", ".parquet"}:
             shutil.copy2(path, inbox / path.name)
         else:
-            grey = np.clip(read_grey(path).astype(np.float32) * brightness, 0, 255).astype(np.uint8)
-            Image.fromarray(grey).save(inbox / f"{path.stem}.png")
+            rgb = np.clip(read_rgb(path).astype(np.float32) * brightness, 0, 255).astype(np.uint8)
+            Image.fromarray(rgb).save(inbox / f"{path.stem}.png")  # grey files stay grey: equal channels
 
 
 def simulate(files: list[Path], devices: list[SimulatedDevice], server: str, public_key: bytes, work: Path,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.card import IMAGE_KINDS
 from core.telemetry import IMAGE_STATS
 from monitor.reference import image_tests, vibration_tests
 from monitor.statistics import AccuracyEstimator, benjamini_hochberg, persistent
@@ -47,7 +48,7 @@ class Assessment:
 def assess(device: str, window, reference: dict, rules: Rules, seed: int = 0) -> Assessment:
     """The window's tests against the reference (before the cycle's correction)."""
     data = window.model_dump()
-    tests = (image_tests(data, reference, rules.permutations, seed) if window.kind == "image-classifier"
+    tests = (image_tests(data, reference, rules.permutations, seed) if window.kind in IMAGE_KINDS
              else vibration_tests(data, reference))  # fmt: skip
     p = min(1.0, min((t[1] for t in tests.values()), default=1.0) * max(len(tests), 1))
     accuracy = None
@@ -75,6 +76,11 @@ def _image_cause(window, reference: dict, causes: list[str]) -> str:
         parts.append("what the model sees changed (embeddings)")
     if "confidence_ks" in causes:
         parts.append("confidence changed")
+    if "score_ks" in causes:
+        alarms = window.alarms / max(window.items, 1)
+        parts.append(
+            f"anomaly scores changed; rejects {100 * alarms:.0f} % (held out {100 * reference['alarm_rate']:.1f} %)"
+        )
     return "; ".join(parts)
 
 
@@ -95,7 +101,7 @@ def _vibration_cause(window, reference: dict, causes: list[str]) -> str:
 
 
 def explain(assessment: Assessment, window, reference: dict, since: str) -> str:
-    cause = (_image_cause(window, reference, assessment.causes) if window.kind == "image-classifier"
+    cause = (_image_cause(window, reference, assessment.causes) if window.kind in IMAGE_KINDS
              else _vibration_cause(window, reference, assessment.causes))  # fmt: skip
     text = f"{cause} on {assessment.device} since {since}"
     if assessment.accuracy is not None:

@@ -39,17 +39,17 @@ def score_images(
 ) -> ImageItems:
     """Run the shipped file on images as a device does (device.images.ImageModel, core.telemetry)."""
     from device.images import ImageModel
-    from inputs.images import read_grey, resize_square
+    from inputs.images import channels_first, luminance
 
     model = ImageModel(model_path)
     proba, embeddings, stats = [], [], {name: [] for name in IMAGE_STATS}
     for start in range(0, len(paths), batch):
-        grey = np.stack([resize_square(read_grey(p), model.size) for p in paths[start : start + batch]])
-        p, e = model.run(grey[:, None].astype(np.float32))
+        pixels = np.stack([model.pixels(p) for p in paths[start : start + batch]])
+        p, e = model.run(channels_first(pixels))
         proba.append(p)
         embeddings.append(e)
-        for image in grey:
-            for name, value in image_stats(image).items():
+        for image in pixels:
+            for name, value in image_stats(luminance(image)).items():
                 stats[name].append(value)
     has_embedding = embeddings and embeddings[0] is not None
     return ImageItems(np.concatenate(proba), np.concatenate(embeddings) if has_embedding else None,
@@ -108,6 +108,9 @@ def image_tests(
         if values:
             result = ks_test(np.asarray(values), np.asarray(reference["image_stats"][name]))
             out[f"{name}_ks"] = (result.statistic, result.p_value)
+    if window.get("scores") and reference.get("scores"):  # an image anomaly model's scores
+        result = ks_test(np.asarray(window["scores"]), np.asarray(reference["scores"]))
+        out["score_ks"] = (result.statistic, result.p_value)
     return out
 
 
@@ -142,6 +145,46 @@ def image_reference(items: ImageItems, window_size: int = 64, seed: int = 0, fol
         null.append(
             image_tests(_null_window(items, rng.choice(parts[k], window_size)), others[k], 200, seed=i)
         )
+    reference["floors"] = calibrated_floors(null)
+    return reference
+
+
+def score_anomaly_images(model_path, paths: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Scores and image statistics of files as a device computes them (device.image_anomaly)."""
+    from device.image_anomaly import AnomalyImageModel
+    from inputs.images import channels_first, luminance
+
+    model = AnomalyImageModel(model_path)
+    scores, stats = [], {name: [] for name in IMAGE_STATS}
+    for path in paths:
+        pixels = model.pixels(path)
+        scores.append(float(model.run(channels_first(pixels[None]))[0][0]))
+        for name, value in image_stats(luminance(pixels)).items():
+            stats[name].append(value)
+    return np.asarray(scores), {k: np.asarray(v) for k, v in stats.items()}
+
+
+def _anomaly_window(scores: np.ndarray, stats: dict[str, np.ndarray], index: np.ndarray) -> dict:
+    return {"scores": scores[index].tolist(), "image_stats": {k: v[index].tolist() for k, v in stats.items()}}
+
+
+def image_anomaly_reference(scores: np.ndarray, stats: dict[str, np.ndarray], groups: np.ndarray, threshold: float,
+                            window_size: int = 64, seed: int = 0, folds: int = 5) -> dict:  # fmt: skip
+    """The reference of an image anomaly version: held-out images' scores and statistics (the tests are
+    the classifier's image-statistic tests and a KS test on the scores), floors from drift-free windows
+    of parts the rest of the reference never saw, as for the classifier."""
+    rng = np.random.default_rng(seed)
+    everything = np.arange(len(scores))
+    reference = {"kind": "image-anomaly", "items": len(scores), "window_size": window_size, "threshold": threshold,
+                 "alarm_rate": float(np.mean(scores > threshold))} | _anomaly_window(scores, stats, everything)  # fmt: skip
+    items = ImageItems(
+        np.zeros((len(scores), 1)), None, stats, np.zeros(len(scores)), groups
+    )  # parts, for _folds
+    parts = _folds(items, folds, rng)
+    others = [_anomaly_window(scores, stats, np.concatenate([f for j, f in enumerate(parts) if j != k]))
+              for k in range(len(parts))]  # fmt: skip
+    null = [image_tests(_anomaly_window(scores, stats, rng.choice(parts[i % len(parts)], window_size)),
+                        others[i % len(parts)], seed=i) for i in range(NULL_WINDOWS)]  # fmt: skip
     reference["floors"] = calibrated_floors(null)
     return reference
 

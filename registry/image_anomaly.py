@@ -42,9 +42,9 @@ def log_image_anomaly_model(export: ImageAnomalyExport) -> str:
     """The ONNX file as an MLflow model with signature, example and card; returns its URI."""
     import onnx
 
-    size = export.card["input"]["preprocessing"]["image_size"]
-    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)
-    outputs = {SCORE: np.zeros(1, np.float32), ANOMALY_MAP: np.zeros((1, 1, size, size), np.float32)}
+    shape = export.card["input"]["shape"][1:]  # (C, S, S)
+    example = np.full([1, *shape], 128.0, dtype=np.float32)
+    outputs = {SCORE: np.zeros(1, np.float32), ANOMALY_MAP: np.zeros((1, 1, *shape[1:]), np.float32)}
     info = mlflow.onnx.log_model(
         onnx.load(str(export.path)), name="image-anomaly-onnx", signature=infer_signature({INPUT: example}, outputs),
         input_example={INPUT: example}, onnx_execution_providers=["CPUExecutionProvider"],

@@ -28,7 +28,7 @@ from core.card import read_card
 from core.errors import RegistryError
 from core.onnx_runtime import run_batched, session
 from export.images.stage import batch1_latency_ms
-from inputs.images import load_batch
+from inputs.images import card_colour, load_batch
 from registry.artifacts import shipped_file
 from registry.config import PromotionConfig
 from registry.gates import GateCheck, GateReport, record_gate
@@ -48,7 +48,9 @@ def score_onnx(path: Path, frozen: pd.DataFrame) -> dict:
     of an exported file on the frozen set, fed as its card says."""
     card = read_card(path)
     classes = card_classes(card)
-    grey = load_batch(frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"])
+    grey = load_batch(
+        frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"], card_colour(card)
+    )
     labels = np.array([classes.index(label) for label in frozen["label"]])
     proba = run_batched(session(path), grey)
     metrics = classification_metrics(labels, proba, tuple(classes))
@@ -171,7 +173,9 @@ def measure_file(
     this CPU, and its agreement with and macro-F1 drop against the fp32 file of the same run."""
     card = read_card(candidate)
     classes = card_classes(card)
-    grey = load_batch(frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"])
+    grey = load_batch(
+        frozen["path"].tolist(), card["input"]["preprocessing"]["image_size"], card_colour(card)
+    )
     labels = np.array([classes.index(label) for label in frozen["label"]])
     sess = session(candidate)
     proba = run_batched(sess, grey)
@@ -238,7 +242,7 @@ def log_pytorch_model(model_path: Path, metadata: dict) -> str:
     model, payload = load_model(model_path)
     shipped = ProbabilityModel(model).eval()
     size = model.spec.image_size
-    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)  # a mid-grey image
+    example = np.full((1, model.spec.channels, size, size), 128.0, dtype=np.float32)  # a mid-grey image
     with torch.inference_mode():
         output = shipped(torch.from_numpy(example)).numpy()
     # Pickle, not pt2: pt2 traces the network and fixes the batch size of the example (1).
@@ -262,8 +266,7 @@ def log_edge_file(path: Path, card: dict, name: str = "edge-int8") -> str:
     """Log one exported file as an MLflow ONNX model with signature and card; returns its model URI."""
     import onnx
 
-    size = card["input"]["preprocessing"]["image_size"]
-    example = np.full((1, 1, size, size), 128.0, dtype=np.float32)
+    example = np.full([1, *card["input"]["shape"][1:]], 128.0, dtype=np.float32)  # a mid-grey image
     signature = infer_signature(example, np.zeros((1, len(card_classes(card))), dtype=np.float32))
     info = mlflow.onnx.log_model(
         onnx.load(str(path)), name=name, signature=signature, input_example=example,

@@ -10,6 +10,10 @@ from export.images.onnx import EMBEDDING, EMBEDDING_DIMS, INPUT, OPSET, OUTPUT
 from inputs.images import RESIZE
 from training.images.model import ModelSpec
 
+VALUES = {
+    1: "8-bit grey levels 0..255 (colour images: convert to luminance)",
+    3: "8-bit RGB 0..255, channels first (grey images: repeat the grey level)",
+}
 HISTOGRAM_EDGES = np.linspace(0.0, 1.0, 21)  # top-class probability and normalised entropy, 20 bins each
 
 
@@ -30,13 +34,13 @@ def output_reference(proba: np.ndarray, embedding: np.ndarray | None = None, sam
 
 
 def model_card(spec: ModelSpec, decision: dict, metrics: dict, lineage: dict, reference: dict) -> dict:
-    size, classes = spec.image_size, list(spec.classes)
+    size, classes, channels = spec.image_size, list(spec.classes), spec.channels
     return new_card(
         IMAGE_CLASSIFIER,
         model={"name": spec.backbone, "classes": classes, "mask_pooling": spec.mask_pooling},
-        input={"name": INPUT, "dtype": "float32", "shape": ["batch", 1, size, size],
+        input={"name": INPUT, "dtype": "float32", "shape": ["batch", channels, size, size],
                "preprocessing": {"image_size": size, "resize": RESIZE, "normalisation": "inside the model",
-                                 "values": "8-bit grey levels 0..255 (colour images: convert to luminance)"}},
+                                 "colour": "RGB" if channels == 3 else "grey", "values": VALUES[channels]}},
         outputs=[{"name": OUTPUT, "shape": ["batch", len(classes)], "meaning": "class probabilities, in the order of model.classes"},
                  {"name": EMBEDDING, "shape": ["batch", EMBEDDING_DIMS],
                   "meaning": "the pooled features projected on their first principal components (fitted on training images at export): for drift monitoring"}],

@@ -70,7 +70,9 @@ def export_fp32(
     (fit_projection), a second output `embedding`."""
     shipped = shipped_module(model, projection)
     size = model.spec.image_size
-    example = torch.full((2, 1, size, size), 128.0).contiguous()  # contiguous: channels-last fails export
+    example = torch.full(
+        (2, model.spec.channels, size, size), 128.0
+    ).contiguous()  # contiguous: channels-last fails export
     outputs = [OUTPUT, EMBEDDING] if projection is not None else OUTPUT
     export_dynamic_batch(shipped, example, path, INPUT, outputs, OPSET, max_batch=1024)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

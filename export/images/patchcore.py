@@ -17,11 +17,12 @@ import torch
 
 from core.card import IMAGE_ANOMALY, new_card
 from core.onnx_runtime import run_batched, session
+from export.images.card import VALUES
 from export.images.onnx import INPUT, parity_gap
 from export.images.stage import batch1_latency_ms
 from export.metadata import save_card, write_card
 from export.torch_onnx import export_dynamic_batch
-from inputs.images import RESIZE
+from inputs.images import RESIZE, channels_first
 from training.images.anomaly import AnomalyImages, FittedAnomalyModel, part_figures
 from training.images.patchcore import PatchCoreConfig, PatchCoreScorer
 
@@ -29,11 +30,13 @@ SCORE, ANOMALY_MAP = "score", "anomaly_map"  # input: INPUT, as the classifier's
 OPSET = 18  # as export/images/onnx.py: asking for 17 yields 18 anyway
 
 
-def export_onnx(scorer: PatchCoreScorer, path: Path, image_size: int, max_batch: int = 256) -> Path:
+def export_onnx(
+    scorer: PatchCoreScorer, path: Path, image_size: int, max_batch: int = 256, channels: int = 1
+) -> Path:
     """Export and check the file's structure (onnx.checker, full)."""
     import onnx
 
-    example = torch.full((2, 1, image_size, image_size), 128.0)
+    example = torch.full((2, channels, image_size, image_size), 128.0)
     export_dynamic_batch(scorer.eval(), example, path, INPUT, [SCORE, ANOMALY_MAP], OPSET, max_batch)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return path
@@ -49,16 +52,16 @@ def check_parity(scorer: PatchCoreScorer, path: Path, grey: np.ndarray, atol: fl
 
 
 def anomaly_card(cfg: PatchCoreConfig, fitted: FittedAnomalyModel, good_class: str, metrics: dict,
-                 lineage: dict) -> dict:  # fmt: skip
+                 lineage: dict, channels: int = 1) -> dict:  # fmt: skip
     size = cfg.image_size
     return new_card(
         IMAGE_ANOMALY,
         model={"name": str(cfg.backbone), "algorithm": "PatchCore (memory bank of good-part patch features)",
                "layers": list(cfg.layers), "neighbourhood": cfg.neighbourhood, "memory_bank_patches": fitted.bank_size,
                "good_class": good_class, "good_training_images": fitted.train_good},
-        input={"name": INPUT, "dtype": "float32", "shape": ["batch", 1, size, size],
+        input={"name": INPUT, "dtype": "float32", "shape": ["batch", channels, size, size],
                "preprocessing": {"image_size": size, "resize": RESIZE, "normalisation": "inside the model",
-                                 "values": "8-bit grey levels 0..255 (colour images: convert to luminance)"}},
+                                 "colour": "RGB" if channels == 3 else "grey", "values": VALUES[channels]}},
         outputs=[{"name": SCORE, "shape": ["batch"], "meaning": "anomaly score: the worst patch's distance to the nearest good patch"},
                  {"name": ANOMALY_MAP, "shape": ["batch", 1, size, size],
                   "meaning": "per-pixel anomaly score (patch distances upsampled and smoothed): where the defect is"}],
@@ -88,7 +91,7 @@ class ImageAnomalyExport:
 def file_figures(path: Path, data: AnomalyImages, threshold: float) -> dict[str, float]:
     """The test part as the exported file scores it: what the gate and `registry approve` judge."""
     rows = data.part("test")
-    scores = run_batched(session(path), data.images[rows][:, None].astype(np.float32), batch=16)
+    scores = run_batched(session(path), channels_first(data.images[rows]), batch=16)
     figures = part_figures(scores, data.good[rows], threshold)
     return figures.flat("onnx_test_")
 
@@ -97,16 +100,17 @@ def export_image_anomaly(cfg: PatchCoreConfig, fitted: FittedAnomalyModel, data:
                          metrics: dict, lineage: dict, out_dir: Path, parity_images: int = 8) -> ImageAnomalyExport:  # fmt: skip
     """Export, check parity on validation images, measure the file (test figures, size, batch-1 latency),
     write the card into it and beside it."""
-    path = export_onnx(fitted.scorer, out_dir / "image_anomaly.onnx", cfg.image_size)
+    channels = 3 if data.images.ndim == 4 else 1
+    path = export_onnx(fitted.scorer, out_dir / "image_anomaly.onnx", cfg.image_size, channels=channels)
     rows = data.part("val")[:parity_images]
-    grey = data.images[rows][:, None].astype(np.float32)
+    grey = channels_first(data.images[rows])
     gap = check_parity(fitted.scorer, path, grey)
     sess = session(path)
     _, p95 = batch1_latency_ms(lambda x: sess.run([SCORE], {INPUT: x}), grey, runs=20)
     measured = file_figures(path, data, fitted.threshold) | {
         "onnx_latency_ms_p95": p95, "onnx_size_bytes": float(path.stat().st_size),
     }  # fmt: skip
-    card = anomaly_card(cfg, fitted, good_class, metrics | measured, lineage)
+    card = anomaly_card(cfg, fitted, good_class, metrics | measured, lineage, channels)
     card["export"] = {"opset": OPSET, "precision": "fp32", "parity_max_abs": gap, "parity_images": len(rows)}
     write_card(path, card)
     return ImageAnomalyExport(path, save_card(card, out_dir / "model_card.json"), gap, card)

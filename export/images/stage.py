@@ -22,6 +22,7 @@ from export.images.gptq import round_weights_for_int8
 from export.images.int8 import check_kernel_saturation, quantize_int8
 from export.images.onnx import INPUT, check_parity, export_fp32, fit_projection, shipped_module
 from export.metadata import save_card, write_card
+from inputs.images import channels_first
 from training.images.checkpoint import load_model
 from training.images.data import split_indices, training_data
 from training.images.metrics import macro_f1, operating_point
@@ -145,9 +146,9 @@ def export_edge_models(model_path: Path, manifest, classes: list[str], cfg: Expo
                        cache_dir: Path | None, lineage: dict) -> ExportReport:  # fmt: skip
     """Export, verify and measure; write `model.fp32.onnx`, `model.int8.onnx` and `model_card.json`."""
     model, payload = load_model(model_path)
-    data = training_data(manifest, classes, model.spec.image_size, cache_dir)
+    data = training_data(manifest, classes, model.spec.image_size, cache_dir, model.spec.channels == 3)
     parts = split_indices(manifest)
-    grey = data.images[:, None].astype(np.float32)  # (N, 1, S, S) grey levels
+    grey = channels_first(data.images)  # (N, C, S, S) grey levels, or RGB for a colour line
     calibration = calibration_sample(grey, parts["train"], cfg)
     test, labels = grey[parts["test"]], data.labels[parts["test"]]
 

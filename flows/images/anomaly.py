@@ -1,11 +1,12 @@
 """Prefect flow `train-image-anomaly`: checks -> split -> memory bank from good parts -> threshold on
-held-out good parts -> evaluate (anomaly maps) -> ONNX -> register -> gate -> describe.
+held-out good parts -> evaluate (anomaly maps) -> ONNX -> register -> monitoring reference -> gate -> describe.
 
 For a line with no labelled defects yet, or one that meets defects nobody has seen: the model learns
 what good parts look like (training.images.patchcore). Same checks, same grouped split and frozen test
 parts as the line's classifier, so their figures compare; where the line has a classifier champion, it
 is scored on the same test parts and shown beside. Registered as the line's own `<line>-anomaly`, gated
-on the exported file's figures, and pulled by devices like every other model.
+on the exported file's figures, pulled by devices and watched for drift (scores and image statistics)
+like every other model.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from data_checks.versioning import dvc_data_version
 from export.images.patchcore import ImageAnomalyExport, export_image_anomaly
 from flows.images.checks import check_data
 from flows.images.config import ImageAnomalyJobConfig
-from flows.images.preflight import preflight
+from flows.images.preflight import preflight, settle_colour
 from flows.report import console
+from monitor.reference import image_anomaly_reference, score_anomaly_images
+from monitor.references import log_reference
 from registry import publish
 from registry.image_anomaly import (
     line_classifier_beside,
@@ -73,7 +76,7 @@ def split(cfg: ImageAnomalyJobConfig, checked: CheckedDataset, good: str, out_di
     """The line's grouped split (its frozen test parts), and every image decoded once."""
     manifest = assign_split(checked.manifest, cfg.split, cfg.tracking.line)
     manifest.to_csv(out_dir / "manifest_split.csv", index=False)
-    return anomaly_images(manifest, good, cfg.model.image_size, cfg.checks.cache_dir)
+    return anomaly_images(manifest, good, cfg.model.image_size, cfg.checks.cache_dir, bool(cfg.model.colour))
 
 
 @task(name="fit-memory-bank", cache_policy=NO_CACHE)
@@ -130,6 +133,19 @@ def log_and_register(cfg: ImageAnomalyJobConfig, checked: CheckedDataset, evalua
     version = publish.register(model_uri, cfg.tracking.model_name, tags)
     mark_kind(mlflow.MlflowClient(), cfg.tracking.model_name)
     return version
+
+
+@task(name="monitoring-reference", cache_policy=NO_CACHE)
+def monitoring_reference(version, exported: ImageAnomalyExport, data: AnomalyImages) -> dict:
+    """What the shipped file sees on the validation parts (scores, image statistics, the floors of the
+    drift tests), as a device computes it: `monitor` judges this version's windows against it."""
+    rows = data.part("val")
+    scores, stats = score_anomaly_images(exported.path, [data.paths[i] for i in rows])
+    reference = image_anomaly_reference(
+        scores, stats, data.groups[rows], exported.card["decision"]["threshold"]
+    )
+    log_reference(mlflow.MlflowClient(), version.name, version.version, reference)
+    return reference
 
 
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
@@ -208,6 +224,7 @@ def train_image_anomaly(data: str = "data/magnetic_tiles", config: str | None = 
         mlflow.log_dict(cfg.model_dump(mode="json"), "config/resolved_config.json")
         checked = check_data(cfg.checks, data_path, work / "checks")
         good = _good_class(cfg, checked.classes)
+        cfg = settle_colour(cfg, checked.manifest)
         lineage = {"product_line": cfg.tracking.line, "run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
                    "dvc_data_version": dvc_data_version(data_path), "git_commit": git_commit()}  # fmt: skip
         mlflow.set_tags({k: v for k, v in lineage.items() if k != "run_id"})
@@ -217,6 +234,7 @@ def train_image_anomaly(data: str = "data/magnetic_tiles", config: str | None = 
         exported = export(cfg, fitted, images, good, evaluation, lineage, work / "export")
         beside = classifier_beside(cfg, images, checked)
         version = log_and_register(cfg, checked, evaluation, plots, maps, exported, lineage)
+        monitoring_reference(version, exported, images)
         gate, promoted = gate_and_promote(cfg, version, exported)
         describe_for_review(version, exported, gate, promoted, checked, lineage, beside)
     summary = _summary(run.info.run_id, version, fitted, exported, gate, promoted)

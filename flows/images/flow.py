@@ -27,7 +27,7 @@ from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.stage import export_edge_models
 from flows.images.checks import check_data
 from flows.images.config import DefectJobConfig
-from flows.images.preflight import preflight
+from flows.images.preflight import preflight, settle_colour
 from flows.report import console
 from flows.rollout import canary_first
 from monitor.reference import image_reference, score_images
@@ -300,7 +300,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
         checked = check_data(cfg.checks, data_path, work / "checks")
-        cfg = _with_good_class(cfg, checked.classes)
+        cfg = settle_colour(_with_good_class(cfg, checked.classes), checked.manifest)
         data_version = _log_data(checked, data_path)
         label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None
         manifest = split(cfg, checked, cfg.tracking.line)  # the frozen test set is the line's

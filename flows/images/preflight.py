@@ -41,3 +41,20 @@ def preflight(cfg: ImageJob, data: Path, store: str | None, client=None) -> Imag
     return cfg.model_copy(
         update={"tracking": cfg.tracking.model_copy(update={"line": line, "model_name": model})}
     )
+
+
+def settle_colour(cfg: ImageJob, manifest) -> ImageJob:
+    """`cfg` with `model.colour` decided once the images are known (declared, or found from the data set:
+    inputs.images.looks_colour), recorded on the run (tag `input`) and said when it is colour."""
+    import mlflow
+
+    from flows.report import console
+    from training.images.data import colour_of
+
+    colour = colour_of(cfg.model.colour, manifest)
+    mlflow.set_tag("input", "RGB" if colour else "grey")
+    if colour and cfg.model.colour is None:
+        console.print(
+            "colour images: the model keeps three channels (RGB); --set model.colour=false for grey"
+        )
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"colour": colour})})

@@ -174,3 +174,30 @@ def test_the_cli_refuses_a_missing_folder_and_an_undeclared_good_class_in_one_li
     wrong = runner.invoke(app, ["train", "image-anomaly", "--data", str(TILES), "--good", "OK", "--set",
                                 f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])  # fmt: skip
     assert wrong.exit_code == 2 and "OK" in wrong.output
+
+
+def test_the_version_carries_a_reference_that_flags_a_darker_camera_and_not_its_own_parts(anomaly_run):
+    """Drift monitoring of an image anomaly model: held-out windows stay unflagged; a lamp that dims the
+    images by 40 % moves the brightness beyond its floor (monitor.detect, as the monitor cycle runs it)."""
+    from edge.telemetry import TelemetryWindow
+    from monitor.detect import Rules, assess, correct
+    from monitor.references import reference_loader
+
+    summary, root, _ = anomaly_run
+    reference = reference_loader(f"sqlite:///{root}/mlflow.db")("tiles-anomaly", "1")
+    assert reference["kind"] == IMAGE_ANOMALY and {"score_ks", "brightness_ks"} <= set(reference["floors"])
+    n = min(16, reference["items"])
+    same = {
+        "scores": reference["scores"][:n],
+        "image_stats": {k: v[:n] for k, v in reference["image_stats"].items()},
+    }
+    darker = same | {
+        "image_stats": same["image_stats"]
+        | {"brightness": [0.6 * b for b in same["image_stats"]["brightness"]]}
+    }
+    windows = [TelemetryWindow(window_id=f"w{i}", model="tiles-anomaly", version="1", kind=IMAGE_ANOMALY, started="s",
+                               ended="e", items=n, alarms=0, **data) for i, data in enumerate((same, darker))]  # fmt: skip
+    rules = Rules()
+    assessments = [assess("camera-1", w, reference, rules) for w in windows]
+    correct(assessments, {("tiles-anomaly", "1"): reference}, rules)
+    assert [a.flagged for a in assessments] == [False, True] and "brightness_ks" in assessments[1].causes

@@ -239,7 +239,7 @@ def test_a_reviewer_sees_the_gate_table_and_the_confusion_matrix_in_the_mlflow_u
         stop_child(ui)
 
 
-def test_a_second_product_line_trains_its_own_model_and_leaves_the_first_lines_champion(flow_run):
+def test_a_second_product_line_trains_its_own_model_and_leaves_the_first_lines_champion(flow_run, tmp_path):
     """Issue 26's bar on the shipped second line (ball screws: colour photos, groups in its CSV), with
     the defaults but for a shorter schedule (the full-default figures, no divergence: RESULTS.md
     section 1): it checks, splits and trains, reports its operating point, and registers under its own
@@ -279,3 +279,21 @@ def test_a_second_product_line_trains_its_own_model_and_leaves_the_first_lines_c
     assert [
         (v.version, v.tags) for v in client.search_model_versions("name='defect-classifier'")
     ] == tiles_before
+    # colour where the product has colour: the ball screws are colour photos, and three channels go
+    # through training, export and the device; the tiles stay grey
+    assert run.data.tags["input"] == "RGB" and client.get_run(summary.run_id).data.tags["input"] == "grey"
+    from device.images import ImageModel, predict_files
+    from inputs.images import load_batch
+    from registry.artifacts import shipped_file
+
+    path = shipped_file("ball_screw-defects", "1", tmp_path)
+    model = ImageModel(path)
+    assert model.colour and model.card["input"]["shape"][1] == 3
+    assert model.card["input"]["preprocessing"]["colour"] == "RGB"
+    image = str(BALL_SCREW / pd.read_csv(BALL_SCREW / "ball_screw.csv")["path"][0])
+    [verdict], _ = predict_files(path, [image])
+    proba, seen = model.run(load_batch([image], model.size, colour=True))
+    assert verdict.probability == pytest.approx(float(proba[0].max()), abs=1e-6)
+    grey_as_rgb = np.repeat(load_batch([image], model.size), 3, axis=1)  # what a grey pipeline would feed
+    # the colour reaches the network: its features differ (probabilities near 1 may not show it)
+    assert np.abs(model.run(grey_as_rgb)[1] - seen).max() > 1e-2

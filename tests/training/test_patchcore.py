@@ -118,3 +118,20 @@ def test_onnx_matches_torch_on_a_batch(scorer, tiles, tmp_path):
     path = export_onnx(scorer, tmp_path / "patchcore.onnx", SIZE)
     grey = np.concatenate([tiles[0][8:], tiles[1]])[:, None].astype(np.float32)
     assert check_parity(scorer, path, grey, atol=1e-4) <= 1e-4
+
+
+def test_colour_images_keep_three_channels_through_fit_and_export(tmp_path):
+    """The ball screws are colour photos: the bank is fitted on RGB patches and the file takes (N, 3, S, S)."""
+    import pandas as pd
+
+    from core.onnx_runtime import session
+    from inputs.images import channels_first
+    from tests.fixtures.data import BALL_SCREW
+
+    paths = [str(BALL_SCREW / p) for p in pd.read_csv(BALL_SCREW / "ball_screw.csv")["path"][:6]]
+    rgb = load_pixels(paths, [None] * 6, SIZE, None, colour=True).images
+    assert rgb.shape == (6, SIZE, SIZE, 3)
+    scorer = fit(CFG, rgb[:4])
+    path = export_onnx(scorer, tmp_path / "colour.onnx", SIZE, channels=3)
+    assert session(path).get_inputs()[0].shape[1] == 3
+    assert check_parity(scorer, path, channels_first(rgb[4:]), atol=1e-4) <= 1e-4

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from core.errors import DataError
+from inputs.images import channels_first
 from training.images.patchcore import PatchCoreConfig, PatchCoreScorer, fit, threshold_for
 from training.images.pixels import load_pixels
 
@@ -27,11 +28,12 @@ from training.images.pixels import load_pixels
 class AnomalyImages:
     """Pixels and labels of every manifest row, indexed like the manifest."""
 
-    images: np.ndarray  # (N, S, S) uint8 grey
+    images: np.ndarray  # (N, S, S) uint8 grey, or (N, S, S, 3) RGB
     good: np.ndarray  # (N,) bool: the row's label is the good class
     split: np.ndarray  # (N,) "train" | "val" | "test"
     paths: list[str]
     labels: list[str]
+    groups: np.ndarray  # (N,) the physical part each image shows
 
     def part(self, name: str, good: bool | None = None) -> np.ndarray:
         """Row indices of split part `name`; only good (True) or only defect (False) rows when asked."""
@@ -41,13 +43,12 @@ class AnomalyImages:
         return np.flatnonzero(rows)
 
 
-def anomaly_images(
-    manifest: pd.DataFrame, good_class: str, size: int, cache_dir: Path | None
-) -> AnomalyImages:
-    pixels = load_pixels(manifest["path"].tolist(), [None] * len(manifest), size, cache_dir)
+def anomaly_images(manifest: pd.DataFrame, good_class: str, size: int, cache_dir: Path | None,
+                   colour: bool = False) -> AnomalyImages:  # fmt: skip
+    pixels = load_pixels(manifest["path"].tolist(), [None] * len(manifest), size, cache_dir, colour)
     return AnomalyImages(
         pixels.images, manifest["label"].to_numpy() == good_class, manifest["split"].to_numpy(),
-        manifest["path"].tolist(), manifest["label"].tolist(),
+        manifest["path"].tolist(), manifest["label"].tolist(), manifest["group"].to_numpy(),
     )  # fmt: skip
 
 
@@ -83,9 +84,9 @@ def part_figures(scores: np.ndarray, good: np.ndarray, threshold: float) -> Part
 
 @torch.inference_mode()
 def score_images(scorer: PatchCoreScorer, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    """Image scores (N,) of grey images (N, S, S), in batches (the maps are not kept)."""
+    """Image scores (N,) of uint8 images (N, S, S[, 3]), in batches (the maps are not kept)."""
     scores = [
-        scorer(torch.from_numpy(images[i : i + batch, None]).float())[0].numpy()
+        scorer(torch.from_numpy(channels_first(images[i : i + batch])))[0].numpy()
         for i in range(0, len(images), batch)
     ]
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)
@@ -94,7 +95,7 @@ def score_images(scorer: PatchCoreScorer, images: np.ndarray, batch: int = 16) -
 @torch.inference_mode()
 def anomaly_maps(scorer: PatchCoreScorer, images: np.ndarray) -> np.ndarray:
     """Anomaly maps (N, S, S) of a few images (the plotted ones)."""
-    return scorer(torch.from_numpy(images[:, None]).float())[1][:, 0].numpy()
+    return scorer(torch.from_numpy(channels_first(images)))[1][:, 0].numpy()
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ class ModelConfig(Frozen):
     # tile-grouped 5-fold mean 0.727 vs 0.707 without (better in 3 folds, level in 1, worse in 1);
     # test 0.657 vs 0.651, inside the spread (benchmarks/results/defect_protocols.jsonl).
     mask_pooling: bool = True
+    # three channels (RGB) or grey; None: RGB when most images of the data set have colour
+    # (inputs.images.looks_colour), grey otherwise. The card records it; devices decode the same way.
+    colour: bool | None = None
 
 
 class AugmentConfig(Frozen):
@@ -183,6 +186,7 @@ class PatchCoreConfig(Frozen):
     blur_sigma: float = Field(4.0, ge=0)  # Gaussian smoothing of the anomaly map, in input pixels; 0: none
     target_false_reject_rate: float = Field(0.05, ge=0, lt=1)
     seed: int = 0
+    colour: bool | None = None  # as ModelConfig.colour: None keeps RGB when the data set has colour
 
     @field_validator("layers")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inputs.images import channels_first
 from training.images.checkpoint import load_model, save_checkpoint
 from training.images.config import EvalConfig
 from training.images.data import split_indices, training_data
@@ -28,14 +29,14 @@ from training.images.reject_rule import choose_operating_point, good_class, reje
 def predict_proba(
     model: DefectClassifier, images: np.ndarray, device: torch.device, batch_size: int = 64
 ) -> np.ndarray:
-    """Class probabilities (N, C) for uint8 images (N, S, S)."""
+    """Class probabilities (N, C) for uint8 images (N, S, S) grey or (N, S, S, 3) RGB."""
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        grey = torch.from_numpy(images[start : start + batch_size]).float()[:, None]  # (B, 1, S, S)
-        grey = grey.to(device).contiguous(memory_format=torch.channels_last)
+        pixels = torch.from_numpy(channels_first(images[start : start + batch_size]))  # (B, C, S, S)
+        pixels = pixels.to(device).contiguous(memory_format=torch.channels_last)
         with autocast(device):
-            proba = model(grey).float().softmax(1)
+            proba = model(pixels).float().softmax(1)
         out.append(proba.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.spec.classes)), np.float32)
 
@@ -116,7 +117,7 @@ def evaluate_checkpoint(
         warnings.warn(note, stacklevel=2)
     cfg = cfg.model_copy(update={"ok_class": good})
     model, payload = load_model(checkpoint)
-    data = training_data(manifest, classes, model.spec.image_size, cache_dir)
+    data = training_data(manifest, classes, model.spec.image_size, cache_dir, model.spec.channels == 3)
     parts = split_indices(manifest)
     result = evaluate_split(
         model, data.images, data.labels, parts["val"], parts["test"], cfg, torch.device("cpu"), out_dir

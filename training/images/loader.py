@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
+from inputs.images import channels_first
 from training.images.config import FitConfig, Imbalance
 from training.images.data import TrainingData
 from training.images.device import loader_workers
@@ -23,9 +24,9 @@ class AugmentedImages(Dataset):
     def __getitem__(self, i: int):
         k = self.indices[i]
         out = self.transform(image=self.data.images[k], mask=self.data.masks[k])
-        grey = torch.from_numpy(np.ascontiguousarray(out["image"])).float()[None]  # (1, S, S) 0..255
+        pixels = torch.from_numpy(channels_first(out["image"][None]))[0]  # (C, S, S) 0..255
         mask = torch.from_numpy(np.ascontiguousarray(out["mask"])).float()[None] / 255.0
-        return grey, int(self.data.labels[k]), mask, float(self.data.has_mask[k])
+        return pixels, int(self.data.labels[k]), mask, float(self.data.has_mask[k])
 
 
 def _seed_worker(_: int) -> None:

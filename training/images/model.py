@@ -1,4 +1,4 @@
-"""The deployable defect classifier: raw grey pixels in, class logits out.
+"""The deployable defect classifier: raw pixels in (grey, or RGB for a colour line), class logits out.
 
 Normalisation happens inside the module, so the ONNX export and every serving path inherit it
 and nobody keeps a second copy of the constants. The optional mask head is trained on
@@ -33,6 +33,7 @@ class ModelSpec:
     aux_seg: bool = False
     mask_pooling: bool = False  # classify [average features, features pooled by the mask head's attention]
     input_range: str = "grey values 0..255, float32, shape (N, 1, S, S)"
+    channels: int = 1  # 1: grey (repeated to the backbone's three inside); 3: RGB
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,12 +53,16 @@ def make_spec(
     dropout: float,
     aux_seg: bool,
     mask_pooling: bool = False,
+    colour: bool = False,
 ) -> ModelSpec:
     norm = backbone_spec(backbone)
     aux_seg = aux_seg or mask_pooling  # pooling by the mask needs the mask head
+    channels = 3 if colour else 1
+    values = "RGB" if colour else "grey"
     return ModelSpec(
-        backbone, tuple(classes), image_size, norm.mean, norm.std, dropout, aux_seg, mask_pooling
-    )
+        backbone, tuple(classes), image_size, norm.mean, norm.std, dropout, aux_seg, mask_pooling,
+        f"{values} values 0..255, float32, shape (N, {channels}, S, S)", channels,
+    )  # fmt: skip
 
 
 class DefectClassifier(nn.Module):
@@ -74,7 +79,7 @@ class DefectClassifier(nn.Module):
             self.net.classifier = nn.Linear(2 * self.net.num_features, len(spec.classes))
 
     def normalise(self, grey: torch.Tensor) -> torch.Tensor:
-        # (N, 1, S, S) in 0..255 -> (N, 3, S, S) scaled as the backbone was trained
+        # (N, 1, S, S) grey or (N, 3, S, S) RGB in 0..255 -> (N, 3, S, S) scaled as the backbone was trained
         x = grey / 255.0
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ConfigError
+from inputs.images import channels_first
 from training.images.backbones import backbone_spec, create_backbone
 from training.images.config import PatchCoreConfig
 
@@ -48,7 +49,8 @@ def patch_embedding(maps: list[torch.Tensor], neighbourhood: int, dims: int | No
 
 
 class PatchFeatures(nn.Module):
-    """Raw grey pixels (N, 1, S, S) in 0..255 -> patch embeddings (N, D, h, w); the backbone is frozen."""
+    """Raw pixels (N, 1, S, S) grey or (N, 3, S, S) RGB in 0..255 -> patch embeddings (N, D, h, w); the
+    backbone is frozen."""
 
     def __init__(self, cfg: PatchCoreConfig, pretrained: bool = True) -> None:
         super().__init__()
@@ -68,7 +70,7 @@ class PatchFeatures(nn.Module):
 
     def stage_maps(self, grey: torch.Tensor) -> list[torch.Tensor]:
         """The chosen stages' outputs, finest first (benchmarks cache these across settings)."""
-        x = (grey / 255.0).expand(-1, 3, -1, -1)  # (N, 3, S, S) as the classifier sees it
+        x = (grey / 255.0).expand(-1, 3, -1, -1)  # (N, 3, S, S) as the classifier sees it (RGB: as is)
         x = self.stem((x - self.mean) / self.std)
         maps = []
         for index, stage in enumerate(self.blocks):
@@ -177,16 +179,18 @@ class PatchCoreScorer(nn.Module):
 
 
 @torch.inference_mode()
-def embed(features: PatchFeatures, grey: np.ndarray, batch: int = 16) -> torch.Tensor:
-    """Patch embeddings (N, D, h, w) of grey images (N, S, S) or (N, 1, S, S), in batches."""
-    grey = grey.reshape(len(grey), 1, *grey.shape[-2:])
+def embed(features: PatchFeatures, images: np.ndarray, batch: int = 16) -> torch.Tensor:
+    """Patch embeddings (N, D, h, w) of uint8 images (N, S, S) grey or (N, S, S, 3) RGB, in batches."""
     return torch.cat(
-        [features(torch.from_numpy(grey[i : i + batch]).float()) for i in range(0, len(grey), batch)]
+        [
+            features(torch.from_numpy(channels_first(images[i : i + batch])))
+            for i in range(0, len(images), batch)
+        ]
     )
 
 
 def fit(cfg: PatchCoreConfig, good: np.ndarray, pretrained: bool = True) -> PatchCoreScorer:
-    """A scorer from good training images (N, S, S) uint8 at cfg.image_size."""
+    """A scorer from good training images (N, S, S) grey or (N, S, S, 3) RGB, uint8 at cfg.image_size."""
     features = PatchFeatures(cfg, pretrained=pretrained)
     bank = fit_memory_bank(
         as_patches(embed(features, good)), cfg.coreset_fraction, cfg.seed, cfg.projection_dims

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from inputs.images import channels_first
 from training.images.checkpoint import save_checkpoint
 from training.images.config import FitConfig, ModelConfig
-from training.images.data import TrainingData, split_indices, training_data
+from training.images.data import TrainingData, colour_of, split_indices, training_data
 from training.images.device import resolve_device
 from training.images.embeddings import linear_probe
 from training.images.evaluate import predict_proba
@@ -58,8 +59,8 @@ def pooled_features(model: DefectClassifier, images: np.ndarray, device, batch_s
     """What the classifier layer reads: the globally average-pooled last feature map (N, F)."""
     out = []
     for start in range(0, len(images), batch_size):
-        grey = torch.from_numpy(images[start : start + batch_size]).float()[:, None].to(device)
-        out.append(model.logits_and_pooled(grey)[1].float().cpu().numpy())
+        pixels = torch.from_numpy(channels_first(images[start : start + batch_size])).to(device)
+        out.append(model.logits_and_pooled(pixels)[1].float().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -86,7 +87,8 @@ def probe_classifier(
     backbone: str, data: TrainingData, train_idx: np.ndarray, image_size: int, device, seed: int = 0
 ) -> DefectClassifier:
     """The pretrained backbone, frozen, with a linear probe fitted on the training part as its head."""
-    spec = make_spec(backbone, list(data.classes), image_size, dropout=0.0, aux_seg=False)
+    colour = data.images.ndim == 4  # (N, S, S, 3): the line's images keep their colour
+    spec = make_spec(backbone, list(data.classes), image_size, dropout=0.0, aux_seg=False, colour=colour)
     model = DefectClassifier(spec, pretrained=True).to(device).eval()
     features = pooled_features(model, data.images[train_idx], device)
     probe = linear_probe(seed=seed).fit(features, data.labels[train_idx])
@@ -104,7 +106,8 @@ def choose_candidate(
     cache_dir: Path | None = None,
 ) -> Candidate:
     """Fit the probe on the fine-tune's training part, compare on its validation part, keep the winner."""
-    data = training_data(manifest, classes, model_cfg.image_size, cache_dir)  # the fine-tune's cached pixels
+    colour = colour_of(model_cfg.colour, manifest)
+    data = training_data(manifest, classes, model_cfg.image_size, cache_dir, colour)  # the fine-tune's pixels
     parts, device = split_indices(manifest), resolve_device(fit_cfg.device)
     probe = probe_classifier(
         str(model_cfg.backbone), data, parts["train"], model_cfg.image_size, device, fit_cfg.seed

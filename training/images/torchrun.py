@@ -24,7 +24,7 @@ import pandas as pd
 
 from core.errors import TrainingError
 from training.images.config import AugmentConfig, FitConfig, ModelConfig
-from training.images.data import training_data
+from training.images.data import colour_of, training_data
 from training.images.fit import FitResult
 from training.images.ranks import Rank, per_rank_batch
 from training.images.train import TrainOutput
@@ -40,7 +40,10 @@ def train_on_processes(manifest: pd.DataFrame, classes: list[str], model_cfg: Mo
     processes = fit_cfg.processes
     per_rank_batch(fit_cfg.batch_size, Rank(0, processes))  # a batch that does not split fails here
     out_dir.mkdir(parents=True, exist_ok=True)
-    training_data(manifest, classes, model_cfg.image_size, cache_dir)  # decoded once, read by every rank
+    colour = colour_of(model_cfg.colour, manifest)
+    training_data(
+        manifest, classes, model_cfg.image_size, cache_dir, colour
+    )  # decoded once, read by every rank
     manifest.to_csv(out_dir / MANIFEST, index=False)
     job = {"classes": classes, "model": model_cfg.model_dump(mode="json"),
            "augment": augment_cfg.model_dump(mode="json"), "fit": fit_cfg.model_dump(mode="json"),

@@ -14,7 +14,7 @@ import pandas as pd
 
 from training.images.augment import preview_grid
 from training.images.config import AugmentConfig, FitConfig, ModelConfig
-from training.images.data import split_indices, training_data
+from training.images.data import colour_of, split_indices, training_data
 from training.images.fit import FitResult, fit
 from training.images.model import make_spec
 from training.images.ranks import current
@@ -49,11 +49,12 @@ def train_classifier(
     resume: bool = False,
     on_epoch_end: Callable[[dict], None] | None = None,
 ) -> TrainOutput:
-    data = training_data(manifest, classes, model_cfg.image_size, cache_dir)
+    colour = colour_of(model_cfg.colour, manifest)
+    data = training_data(manifest, classes, model_cfg.image_size, cache_dir, colour)
     parts = split_indices(manifest)
     spec = make_spec(
         str(model_cfg.backbone), classes, model_cfg.image_size, model_cfg.dropout,
-        model_cfg.aux_seg_weight > 0, model_cfg.mask_pooling,
+        model_cfg.aux_seg_weight > 0, model_cfg.mask_pooling, colour,
     )  # fmt: skip
     preview = out_dir / "augmentation_preview.png"
     if current().main:  # one picture, not one per training process
