@@ -15,6 +15,7 @@ import mlflow
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from core.card import IMAGE_KINDS
 from edge.samples import SampleStore
 from edge.telemetry import TelemetryStore
 from flows.monitor.config import MonitorConfig
@@ -82,7 +83,7 @@ def request_samples(cfg: MonitorConfig, drifted: list[DeviceState]) -> list[str]
     asked = []
     for state in drifted:
         window = telemetry.get(state.device, state.last_window) if state.last_window else None
-        if window is not None and window.kind == "image-classifier":
+        if window is not None and window.kind in IMAGE_KINDS:  # a camera: its images can be labelled
             samples.request(state.device, state.last_window, by="monitor")
             asked.append(f"{state.device}/{state.last_window}")
     return asked
