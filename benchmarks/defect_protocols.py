@@ -1,4 +1,5 @@
-"""Evaluation protocols for the defect classifier on the magnetic tiles (all tile-grouped).
+"""Evaluation protocols for the defect classifier on the magnetic tiles (all tile-grouped), or on another
+line with `--data` (grouped by its own groups; colour kept when the data set has colour).
 
   python -m benchmarks.defect_protocols holdout  --set fit.epochs=8 ...   one grouped hold-out
   python -m benchmarks.defect_protocols kfold    --folds 5 ...            k-fold CV by tile
@@ -29,10 +30,11 @@ from core.settings import apply_offline_defaults
 from data_checks.images.manifest import load_dataset
 from flows.images.config import DefectJobConfig
 from training.images.checkpoint import load_model
-from training.images.data import training_data
+from training.images.data import colour_of, training_data
 from training.images.evaluate import EvalResult, evaluate_split, predict_proba, score_probabilities
 from training.images.fit import fit
 from training.images.model import make_spec
+from training.images.reject_rule import good_class
 from training.images.split import Split, grouped_holdout, grouped_kfold, lighting_shift
 
 DATA = Path("data/magnetic_tiles")
@@ -66,13 +68,13 @@ def run_fold(
     twin: np.ndarray | None = None,
     rescore: bool = False,
     checkpoint: str = "best",
-) -> dict:
+) -> dict:  # cfg.model.colour and cfg.eval.ok_class are settled (main)
     """Train (or, with `rescore`, reload out/{checkpoint}.pt) and score; `twin`: a second test set.
 
     `checkpoint="last"` scores the final epoch instead of the one validation chose, which asks
     whether choosing on ~25 validation tiles helps at all.
     """
-    data = training_data(manifest, classes, cfg.model.image_size, CACHE)
+    data = training_data(manifest, classes, cfg.model.image_size, CACHE, bool(cfg.model.colour))
     spec = make_spec(
         cfg.model.backbone,
         classes,
@@ -80,6 +82,7 @@ def run_fold(
         cfg.model.dropout,
         cfg.model.aux_seg_weight > 0,
         cfg.model.mask_pooling,
+        bool(cfg.model.colour),
     )
     started = time.perf_counter()
     result = None
@@ -132,7 +135,7 @@ def ensemble_fold(
     them is the cheapest variance reduction there is, at the price of running each at inference.
     The reject threshold is chosen on the averaged validation probabilities, as for one model.
     """
-    data = training_data(manifest, classes, cfg.model.image_size, CACHE)
+    data = training_data(manifest, classes, cfg.model.image_size, CACHE, bool(cfg.model.colour))
     models = [load_model(member / "best.pt")[0] for member in members]
     cpu = torch.device("cpu")
     val = np.mean([predict_proba(m, data.images[split.val], cpu) for m in models], 0)
@@ -157,6 +160,7 @@ def main() -> None:
         "--members", default="", help="comma-separated run names whose fold models to average"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/defect_protocols.jsonl"))
+    parser.add_argument("--data", type=Path, default=DATA, help="a class-folder tree or CSV manifest")
     args = parser.parse_args()
     if args.checkpoint == "last" and not args.rescore:
         parser.error("--checkpoint last re-scores a trained run: add --rescore")
@@ -165,8 +169,12 @@ def main() -> None:
             "--members averages kfold or holdout runs; the lighting protocol's twin set is not averaged"
         )
     cfg = load_config(DefectJobConfig, None, ["split.frozen_test_dir=null", *args.set])
-    manifest = load_dataset(DATA).manifest
+    manifest = load_dataset(args.data).manifest
     classes = sorted(manifest["label"].unique())
+    good, _ = good_class(classes, cfg.eval.ok_class)
+    colour = colour_of(cfg.model.colour, manifest)
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"ok_class": good}),
+                                 "model": cfg.model.model_copy(update={"colour": colour})})  # fmt: skip
     folds = folds_for(args.protocol, manifest, cfg, args.folds)
     results = []
     for i, split in enumerate(folds):
@@ -185,7 +193,7 @@ def main() -> None:
         results.append(row)
     scores = [r["test_macro_f1"] for r in results]
     summary = {
-        "name": args.name + ("-rescored" if args.rescore else "") + ("-last" if args.checkpoint == "last" else ""), "protocol": args.protocol, "settings": args.set,
+        "data": str(args.data), "name": args.name + ("-rescored" if args.rescore else "") + ("-last" if args.checkpoint == "last" else ""), "protocol": args.protocol, "settings": args.set,
         "members": args.members.split(",") if args.members else None, "folds": results,
         "macro_f1_mean": float(np.mean(scores)), "macro_f1_std": float(np.std(scores)),
     }  # fmt: skip
