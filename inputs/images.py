@@ -24,37 +24,22 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 PREPROCESSING_VERSION = "pillow-box-1"
 
 
-def read_grey(path: str | Path) -> np.ndarray:
-    """Decode an image file to 8-bit grey, (H, W); colour images are converted to luminance.
+def read_image(path: str | Path, colour: bool) -> np.ndarray:
+    """Decode an image file to 8-bit (H, W) grey, or (H, W, 3) RGB when the model takes colour.
 
-    A JPEG is decoded straight to its luma channel (as the camera encoded it), the EXIF orientation
-    is applied, and 16-bit images keep their top 8 bits.
+    Grey: colour images are converted to luminance, and a JPEG is decoded straight to its luma channel
+    (as the camera encoded it). RGB: a grey file gives three equal channels. Both apply the EXIF
+    orientation, and 16-bit images keep their top 8 bits.
     """
     try:
         with Image.open(path) as image:
-            image.draft("L", image.size)  # JPEG: libjpeg's own grey output; other formats ignore it
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-            return np.asarray(image.convert("L"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        raise DataError(
-            f"{path}: cannot decode as an image (corrupt, truncated or not an image file): {err}"
-        ) from None
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to 8-bit RGB, (H, W, 3), EXIF orientation applied; a grey file gives three
-    equal channels."""
-    try:
-        with Image.open(path) as image:
+            if not colour:
+                image.draft("L", image.size)  # JPEG: libjpeg's own grey output; other formats ignore it
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-                return np.repeat(grey[..., None], 3, axis=2)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2) if colour else grey
+            return np.asarray(image.convert("RGB" if colour else "L"), dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
@@ -63,9 +48,14 @@ def read_rgb(path: str | Path) -> np.ndarray:
         ) from None
 
 
-def read_image(path: str | Path, colour: bool) -> np.ndarray:
-    """(H, W) grey, or (H, W, 3) RGB when the model takes colour."""
-    return read_rgb(path) if colour else read_grey(path)
+def read_grey(path: str | Path) -> np.ndarray:
+    """8-bit grey (H, W): read_image without colour."""
+    return read_image(path, colour=False)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """8-bit RGB (H, W, 3): read_image with colour."""
+    return read_image(path, colour=True)
 
 
 COLOUR_SPREAD = 3.0  # mean |R - G| and |G - B| in grey levels above which an image has colour

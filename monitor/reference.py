@@ -57,12 +57,13 @@ def score_images(
                       None if groups is None else np.asarray(groups))  # fmt: skip
 
 
-def _folds(items: ImageItems, k: int, rng) -> list[np.ndarray]:
-    """`k` disjoint folds of the items, by part when parts are known (views of a part stay together).
+def _folds(items: int, groups: np.ndarray | None, k: int, rng) -> list[np.ndarray]:
+    """`k` disjoint folds of `items` held-out items, by part when parts are known (views of a part stay
+    together).
     Held-out items of one part only (a line with few parts: the ball screws' validation is one camera
     position) cannot be split by part: then by item, and the floors are a little optimistic."""
-    known = items.groups is not None and len(np.unique(items.groups)) > 1
-    groups = items.groups if known else np.arange(len(items.proba))
+    known = groups is not None and len(np.unique(groups)) > 1
+    groups = groups if known else np.arange(items)
     parts = rng.permutation(np.unique(groups))
     return [np.flatnonzero(np.isin(groups, fold)) for fold in np.array_split(parts, min(k, len(parts)))]
 
@@ -134,7 +135,7 @@ def image_reference(items: ImageItems, window_size: int = 64, seed: int = 0, fol
     reference = {"kind": "image-classifier", "items": len(items.proba), "window_size": window_size,
                  "accuracy": {"threshold": accuracy.threshold, "validation_accuracy": accuracy.validation_accuracy}}  # fmt: skip
     reference |= _image_summary(items, np.arange(len(items.proba)), rng)
-    parts = _folds(items, folds, rng)
+    parts = _folds(len(items.proba), items.groups, folds, rng)
     others = [
         _image_summary(items, np.concatenate([f for j, f in enumerate(parts) if j != k]), rng)
         for k in range(len(parts))
@@ -177,10 +178,7 @@ def image_anomaly_reference(scores: np.ndarray, stats: dict[str, np.ndarray], gr
     everything = np.arange(len(scores))
     reference = {"kind": "image-anomaly", "items": len(scores), "window_size": window_size, "threshold": threshold,
                  "alarm_rate": float(np.mean(scores > threshold))} | _anomaly_window(scores, stats, everything)  # fmt: skip
-    items = ImageItems(
-        np.zeros((len(scores), 1)), None, stats, np.zeros(len(scores)), groups
-    )  # parts, for _folds
-    parts = _folds(items, folds, rng)
+    parts = _folds(len(scores), groups, folds, rng)
     others = [_anomaly_window(scores, stats, np.concatenate([f for j, f in enumerate(parts) if j != k]))
               for k in range(len(parts))]  # fmt: skip
     null = [image_tests(_anomaly_window(scores, stats, rng.choice(parts[i % len(parts)], window_size)),

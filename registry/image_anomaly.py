@@ -25,12 +25,11 @@ from registry.config import ImageAnomalyPromotionConfig
 from registry.gates import GateCheck, GateReport, record_gate
 from registry.lifecycle import CHAMPION, actor_name, alias_version, reconcile, record_approval, release
 from registry.lines import LINE_TAG
+from registry.publish import ONNX_PIP_REQUIREMENTS
 from training.images.anomaly import AnomalyImages
 
-PIP_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"]
-KIND_TAG = (
-    "kind"  # registered-model tag: a line's anomaly model is told from its classifier without a download
-)
+# registered-model tag: a line's anomaly model is told from its classifier without a download
+KIND_TAG = "kind"
 NO_DEFECTS = "not measured: no labelled defect among the test parts (judged on false rejects alone)"
 
 
@@ -48,7 +47,7 @@ def log_image_anomaly_model(export: ImageAnomalyExport) -> str:
     info = mlflow.onnx.log_model(
         onnx.load(str(export.path)), name="image-anomaly-onnx", signature=infer_signature({INPUT: example}, outputs),
         input_example={INPUT: example}, onnx_execution_providers=["CPUExecutionProvider"],
-        metadata={"card": export.card}, save_as_external_data=False, pip_requirements=PIP_REQUIREMENTS,
+        metadata={"card": export.card}, save_as_external_data=False, pip_requirements=ONNX_PIP_REQUIREMENTS,
     )  # fmt: skip
     mlflow.log_artifact(str(export.card_path), "export")
     return info.model_uri

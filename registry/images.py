@@ -34,6 +34,7 @@ from registry.config import PromotionConfig
 from registry.gates import GateCheck, GateReport, record_gate
 from registry.lifecycle import CHAMPION, alias_version, reconcile
 from registry.lifecycle import release as release_version
+from registry.publish import ONNX_PIP_REQUIREMENTS
 from registry.store import from_store, relative_to_store
 from training.images.checkpoint import load_model
 from training.images.metrics import classification_metrics, macro_f1, operating_point
@@ -272,7 +273,7 @@ def log_edge_file(path: Path, card: dict, name: str = "edge-int8") -> str:
         onnx.load(str(path)), name=name, signature=signature, input_example=example,
         onnx_execution_providers=["CPUExecutionProvider"], metadata={"card": card},
         save_as_external_data=False,  # one self-contained file: what the edge server streams
-        pip_requirements=["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"],
+        pip_requirements=ONNX_PIP_REQUIREMENTS,
     )  # fmt: skip
     return info.model_uri
 

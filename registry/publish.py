@@ -18,6 +18,9 @@ from pathlib import Path
 
 import mlflow
 
+# what every logged ONNX model needs to be loaded by MLflow (pinned as the project pins them)
+ONNX_PIP_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"]
+
 
 @dataclass(frozen=True)
 class RegisteredVersion:

@@ -20,8 +20,7 @@ from export.vibration.stage import AnomalyExport
 from registry.config import VibrationPromotionConfig
 from registry.gates import GateCheck, GateReport, record_gate
 from registry.lifecycle import actor_name, reconcile, record_approval, release
-
-PIP_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"]
+from registry.publish import ONNX_PIP_REQUIREMENTS
 
 
 def log_anomaly_model(export: AnomalyExport) -> str:
@@ -33,7 +32,7 @@ def log_anomaly_model(export: AnomalyExport) -> str:
     info = mlflow.onnx.log_model(
         onnx.load(str(export.path)), name="anomaly-onnx", signature=signature, input_example={INPUT: mean},
         onnx_execution_providers=["CPUExecutionProvider"], metadata={"card": export.card},
-        save_as_external_data=False, pip_requirements=PIP_REQUIREMENTS,
+        save_as_external_data=False, pip_requirements=ONNX_PIP_REQUIREMENTS,
     )  # fmt: skip
     mlflow.log_artifact(str(export.card_path), "export")
     return info.model_uri

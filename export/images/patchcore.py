@@ -88,10 +88,11 @@ class ImageAnomalyExport:
         }
 
 
-def file_figures(path: Path, data: AnomalyImages, threshold: float) -> dict[str, float]:
-    """The test part as the exported file scores it: what the gate and `registry approve` judge."""
+def file_figures(sess, data: AnomalyImages, threshold: float) -> dict[str, float]:
+    """The test part as the exported file (its open session) scores it: what the gate and `registry
+    approve` judge."""
     rows = data.part("test")
-    scores = run_batched(session(path), channels_first(data.images[rows]), batch=16)
+    scores = run_batched(sess, channels_first(data.images[rows]), batch=16)
     figures = part_figures(scores, data.good[rows], threshold)
     return figures.flat("onnx_test_")
 
@@ -107,7 +108,7 @@ def export_image_anomaly(cfg: PatchCoreConfig, fitted: FittedAnomalyModel, data:
     gap = check_parity(fitted.scorer, path, grey)
     sess = session(path)
     _, p95 = batch1_latency_ms(lambda x: sess.run([SCORE], {INPUT: x}), grey, runs=20)
-    measured = file_figures(path, data, fitted.threshold) | {
+    measured = file_figures(sess, data, fitted.threshold) | {
         "onnx_latency_ms_p95": p95, "onnx_size_bytes": float(path.stat().st_size),
     }  # fmt: skip
     card = anomaly_card(cfg, fitted, good_class, metrics | measured, lineage, channels)

@@ -22,10 +22,9 @@ from core.config import load_config
 from core.errors import DataError
 from core.onnx_runtime import cpu_facts
 from data_checks.images.gate import CheckedDataset
-from data_checks.report import write_checks_html
 from data_checks.versioning import dvc_data_version
 from export.images.patchcore import ImageAnomalyExport, export_image_anomaly
-from flows.images.checks import check_data
+from flows.images.checks import check_data, log_checks
 from flows.images.config import ImageAnomalyJobConfig
 from flows.images.preflight import preflight, settle_colour
 from flows.report import console
@@ -120,14 +119,9 @@ def classifier_beside(cfg: ImageAnomalyJobConfig, data: AnomalyImages, checked: 
 def log_and_register(cfg: ImageAnomalyJobConfig, checked: CheckedDataset, evaluation: AnomalyEvaluation,
                      plots: dict, maps: dict, exported: ImageAnomalyExport, lineage: dict):  # fmt: skip
     mlflow.log_metrics(evaluation.flat() | exported.flat())
-    mlflow.log_metrics({f"data_{k}": float(v) for k, v in checked.counts().items()})
     publish.log_files(plots, "evaluation")
     publish.log_files(maps, "evaluation/anomaly_maps")
-    publish.log_files(checked.files, "data_checks")
-    page = write_checks_html("Data checks", checked.counts(), checked.findings,
-                             checked.files["findings"].parent / "report.html")  # fmt: skip
-    publish.log_files({"report": page}, "data_checks")
-    publish.log_directory(checked.docs_dir, "data_checks/data_docs")
+    log_checks(checked)
     model_uri = log_image_anomaly_model(exported)
     tags = {k: str(v) for k, v in lineage.items() if k != "run_id"} | {"flow": FLOW_NAME}
     version = publish.register(model_uri, cfg.tracking.model_name, tags)

@@ -22,10 +22,9 @@ from core.errors import ConfigError
 from core.onnx_runtime import cpu_facts
 from core.settings import DEFAULT_EDGE_STATE
 from data_checks.images.gate import CheckedDataset
-from data_checks.report import write_checks_html
 from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.stage import export_edge_models
-from flows.images.checks import check_data
+from flows.images.checks import check_data, log_checks
 from flows.images.config import DefectJobConfig
 from flows.images.preflight import preflight, settle_colour
 from flows.report import console
@@ -138,22 +137,12 @@ def log_and_register(
 ):
     result, model_path = evaluation
     mlflow.log_metrics(result.test.flat("test_") | result.val.flat("eval_val_"))
-    mlflow.log_metrics({f"data_{k}": float(v) for k, v in checked.counts().items()})
     mlflow.log_metrics(exported.flat())
     publish.log_files(result.plots, "evaluation")
     publish.log_files({"preview": trained.augmentation_preview}, "augmentation")
-    publish.log_files(checked.files, "data_checks")
-    report = write_checks_html(
-        "Data checks", checked.counts(), checked.findings, checked.files["findings"].parent / "report.html"
-    )
-    publish.log_files({"report": report}, "data_checks")  # renders in the MLflow UI (Data Docs do not)
-    publish.log_directory(checked.docs_dir, "data_checks/data_docs")
+    log_checks(checked)
     if label_review is not None:
         publish.log_files({"csv": label_review.csv, "html": label_review.html}, "data_checks/label_review")
-    if checked.quarantined:
-        mlflow.log_dict(
-            {"quarantined": [item.__dict__ for item in checked.quarantined]}, "data_checks/quarantined.json"
-        )
     mlflow.log_dict(result.test.to_dict(), "evaluation/test_metrics.json")
     log_pytorch_model(model_path, {"data_fingerprint": checked.fingerprint, "dvc_data_version": data_version})
     model_uri = log_onnx_models(exported)  # the int8 file devices run is what gets registered
