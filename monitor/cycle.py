@@ -1,7 +1,7 @@
 """`run_cycle`: read the new telemetry windows, judge them, update every device's state.
 
 The function the Prefect flow `monitor-drift` and `shopfloor monitor run` call. References come
-from `reference_for(model, version)` (monitor.references: the one logged with each registered
+from `reference_for(model, version)` (registry.references: the one logged with each registered
 version); windows of a version without one are counted and skipped, never guessed at.
 """
 

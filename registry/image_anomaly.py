@@ -98,6 +98,16 @@ def gate_file(cfg: ImageAnomalyPromotionConfig, model: str, version: str, candid
     return report
 
 
+def score_file(path: Path, images: list[str]) -> np.ndarray:
+    """Anomaly scores (N,) of image files as the exported file scores them, fed as its card says."""
+    from core.onnx_runtime import run_batched, session
+    from inputs.images import card_colour, load_batch
+
+    card = read_card(path)
+    pixels = load_batch(images, card["input"]["preprocessing"]["image_size"], card_colour(card))
+    return run_batched(session(path), pixels, batch=16)
+
+
 def line_classifier(client, line: str) -> tuple[str, str] | None:
     """(name, champion version) of the line's image classifier, or None when it has none."""
     for found in client.search_registered_models(filter_string=f"tags.{LINE_TAG} = '{line}'"):

@@ -108,28 +108,31 @@ def approve(
 
     A version moved to champion in the MLflow UI is refused by the edge server until approved here.
     """
-    from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER
-    from core.config import load_config
     from core.errors import ConfigError
-    from flows.images.config import DefectJobConfig, ImageAnomalyJobConfig
-    from flows.vibration.config import AnomalyJobConfig
     from registry.approval import approve as approve_version
 
     if override_gates and not (reason and reason.strip()):
         raise ConfigError("--override-gates needs --reason '...': the history must say why")
-
-    def promotion_for(kind: str):
-        jobs = {IMAGE_CLASSIFIER: DefectJobConfig, IMAGE_ANOMALY: ImageAnomalyJobConfig}
-        job = jobs.get(kind, AnomalyJobConfig)
-        return load_config(job, config).promotion
-
     _client(tracking_uri)
-    report, events = approve_version(promotion_for, model, version, reason if override_gates else None)
+    report, events = approve_version(
+        lambda kind: _promotion(kind, config), model, version, reason if override_gates else None
+    )
     _print_checks(report)
     console.print(
         f"{model} version {version} is now champion"
         + "".join(f"\n  {e.alias}: {e.from_version} -> {e.to_version}" for e in events)
     )
+
+
+def _promotion(kind: str, config: Path | None):
+    """The promotion section of the job that makes models of `kind` (from `config` when given)."""
+    from core.card import IMAGE_ANOMALY, IMAGE_CLASSIFIER
+    from core.config import load_config
+    from flows.images.config import DefectJobConfig, ImageAnomalyJobConfig
+    from flows.vibration.config import AnomalyJobConfig
+
+    jobs = {IMAGE_CLASSIFIER: DefectJobConfig, IMAGE_ANOMALY: ImageAnomalyJobConfig}
+    return load_config(jobs.get(kind, AnomalyJobConfig), config).promotion
 
 
 def _print_checks(report) -> None:
@@ -149,21 +152,26 @@ def _print_table(model: str, version: str, card: dict) -> None:
     )
 
 
+# set-threshold's ways to say which threshold
+ThresholdOption = Annotated[
+    float | None, typer.Option(help="Reject when P(defect) >= this (an anomaly model: score > this).")
+]
+RateOption = Annotated[float | None, typer.Option(help="Most defects caught rejecting at most this share of good parts "
+                                                       "(held-out table; an anomaly model: of the --good-images).")]  # fmt: skip
+RecallOption = Annotated[float | None, typer.Option(help="Fewest good parts rejected catching at least this share of "
+                                                         "defects (held-out table).")]  # fmt: skip
+GoodImagesOption = Annotated[Path | None, typer.Option(help="An anomaly model: a folder of good images from the line's "
+                                                            "own camera to set the threshold on, with --false-reject-rate.")]  # fmt: skip
+
+
 @app.command("set-threshold")
 def set_threshold(
     model: str,
     version: str,
-    threshold: Annotated[float | None, typer.Option(help="Reject when P(defect) >= this.")] = None,
-    false_reject_rate: Annotated[
-        float | None,
-        typer.Option(help="Most defects caught rejecting at most this share of good parts (held-out table)."),
-    ] = None,
-    defect_recall: Annotated[
-        float | None,
-        typer.Option(
-            help="Fewest good parts rejected catching at least this share of defects (held-out table)."
-        ),
-    ] = None,
+    threshold: ThresholdOption = None,
+    false_reject_rate: RateOption = None,
+    defect_recall: RecallOption = None,
+    good_images: GoodImagesOption = None,
     reason: Annotated[str, typer.Option(help="Why (recorded in the history).")] = "",
     override_gates: Annotated[
         bool, typer.Option("--override-gates", help="Ship although a gate fails.")
@@ -173,37 +181,67 @@ def set_threshold(
     ] = None,
     tracking_uri: TrackingOption = DEFAULT_STORE,
 ) -> None:
-    """Ship VERSION's classifier with another reject threshold, without retraining.
+    """Ship VERSION's image model with another reject threshold, without retraining.
 
-    Without a threshold option, prints the held-out recall vs false-reject table to pick from. The new
-    threshold becomes a new version (same network), gated like any candidate; when VERSION is champion
-    and the gate passes it becomes champion, and devices switch on their next pull.
+    A classifier: without a threshold option, prints the held-out recall vs false-reject table to pick
+    from. An image anomaly model: --threshold SCORE, or --false-reject-rate R with --good-images DIR (good
+    parts from the line's own camera). The new threshold becomes a new version (same network), gated
+    like any candidate; when VERSION is champion and the gate passes it becomes champion, and devices
+    switch on their next pull.
     """
     import tempfile
 
-    from core.config import load_config
-    from core.errors import ConfigError
-    from flows.images.config import DefectJobConfig
-    from registry.threshold import pick_threshold, source_card
     from registry.threshold import set_threshold as change_threshold
+    from registry.threshold import source_card
 
     _client(tracking_uri)
     with tempfile.TemporaryDirectory() as scratch:
-        _, card = source_card(model, version, Path(scratch))
+        source, card = source_card(model, version, Path(scratch))
+        chosen, chosen_on = _chosen_threshold(
+            model, version, source, card, threshold, false_reject_rate, defect_recall, good_images
+        )
+    cfg = _promotion(card["kind"], config)
+    change = change_threshold(
+        cfg, model, version, chosen, reason, reason if override_gates else None, chosen_on
+    )
+    _print_checks(change.gate)
+    state = ("is now champion; devices switch on their next pull" if change.events
+             else f"is a candidate (v{version} is not champion); `shopfloor registry approve {model} {change.version}` ships it")  # fmt: skip
+    console.print(
+        f"{model} v{change.version} (v{version}'s network, threshold {change.before:.4g} -> {change.after:.4g}) {state}"
+    )
+
+
+def _chosen_threshold(model, version, source, card, threshold, false_reject_rate, defect_recall, good_images):
+    """(threshold, where it came from) as asked; with nothing asked, a classifier's table and one line."""
+    from core.card import IMAGE_ANOMALY
+    from core.errors import ConfigError
+    from registry.threshold import calibrate_on_good_images, pick_threshold
+
+    if card["kind"] == IMAGE_ANOMALY:
+        if threshold is not None and false_reject_rate is None and good_images is None:
+            return threshold, "a threshold given by hand"
+        if (
+            threshold is None
+            and false_reject_rate is not None
+            and good_images is not None
+            and defect_recall is None
+        ):
+            return calibrate_on_good_images(source, good_images, false_reject_rate)
+        raise ConfigError(
+            f"{model} v{version} is an image anomaly model (threshold {card['decision']['threshold']:.4g}): give "
+            "--threshold SCORE, or --false-reject-rate R --good-images DIR (good parts from the line's own camera)"
+        )
+    if good_images is not None:
+        raise ConfigError(
+            "--good-images sets an image anomaly model's threshold; a classifier's comes from its held-out table"
+        )
     if threshold is None and false_reject_rate is None and defect_recall is None:
         _print_table(model, version, card)
         raise ConfigError(
             "pick a threshold: --threshold T, --false-reject-rate R or --defect-recall R, with --reason '...'"
         )
-    chosen = pick_threshold(card, threshold, false_reject_rate, defect_recall)
-    cfg = load_config(DefectJobConfig, config).promotion
-    change = change_threshold(cfg, model, version, chosen, reason, reason if override_gates else None)
-    _print_checks(change.gate)
-    state = ("is now champion; devices switch on their next pull" if change.events
-             else f"is a candidate (v{version} is not champion); `shopfloor registry approve {model} {change.version}` ships it")  # fmt: skip
-    console.print(
-        f"{model} v{change.version} (v{version}'s network, threshold {change.before:.4f} -> {change.after:.4f}) {state}"
-    )
+    return pick_threshold(card, threshold, false_reject_rate, defect_recall), None
 
 
 @app.command()

@@ -29,7 +29,6 @@ from flows.images.config import ImageAnomalyJobConfig
 from flows.images.preflight import preflight, settle_colour
 from flows.report import console
 from monitor.reference import image_anomaly_reference, score_anomaly_images
-from monitor.references import log_reference
 from registry import publish
 from registry.image_anomaly import (
     line_classifier_beside,
@@ -37,7 +36,9 @@ from registry.image_anomaly import (
     mark_kind,
     release_image_anomaly,
 )
+from registry.images import log_frozen_set
 from registry.lines import LINE_TAG
+from registry.references import log_reference
 from registry.review import describe, image_anomaly_page
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags, tracked_run
 from training.images.anomaly import (
@@ -72,9 +73,11 @@ class ImageAnomalyRunSummary:
 
 @task(name="split-by-part", cache_policy=NO_CACHE)
 def split(cfg: ImageAnomalyJobConfig, checked: CheckedDataset, good: str, out_dir: Path) -> AnomalyImages:
-    """The line's grouped split (its frozen test parts), and every image decoded once."""
+    """The line's grouped split (its frozen test parts, logged: `registry set-threshold` re-measures on
+    them), and every image decoded once."""
     manifest = assign_split(checked.manifest, cfg.split, cfg.tracking.line)
     manifest.to_csv(out_dir / "manifest_split.csv", index=False)
+    log_frozen_set(manifest)
     return anomaly_images(manifest, good, cfg.model.image_size, cfg.checks.cache_dir, bool(cfg.model.colour))
 
 

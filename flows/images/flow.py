@@ -30,10 +30,10 @@ from flows.images.preflight import preflight, settle_colour
 from flows.report import console
 from flows.rollout import canary_first
 from monitor.reference import image_reference, score_images
-from monitor.references import log_reference
 from registry import publish
 from registry.images import log_frozen_set, log_onnx_models, log_pytorch_model, release
 from registry.lines import LINE_TAG
+from registry.references import log_reference
 from registry.review import defect_page, describe
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags, tracked_run
 from training.images.evaluate import evaluate_checkpoint

@@ -22,8 +22,8 @@ from flows.monitor.config import MonitorConfig
 from flows.monitor.report import cycle_html
 from monitor.cycle import CycleReport, run_cycle
 from monitor.detect import Rules
-from monitor.references import reference_loader
 from monitor.store import DeviceState, MonitorStore
+from registry.references import reference_loader
 from registry.tracking import TrackingConfig, configure
 
 FLOW_NAME = "monitor-drift"

@@ -33,8 +33,8 @@ from inputs.vibration.features import FEATURE_SET
 from inputs.vibration.overlap import ARTIFACT as TRAINING_BLOCKS
 from inputs.vibration.overlap import training_fingerprint
 from monitor.reference import vibration_reference
-from monitor.references import log_reference
 from registry import publish
+from registry.references import log_reference
 from registry.review import anomaly_page, describe
 from registry.tracking import configure, fail_abandoned_runs, git_commit, process_tags
 from registry.vibration import log_anomaly_model, release_anomaly
@@ -85,8 +85,8 @@ def add_device_normal(
     """The drifted device's recent normal feature rows join the normal data (monitor.retraining);
     each version's own false-alarm rate (its monitoring reference) says which windows are normal."""
     from edge.telemetry import TelemetryStore
-    from monitor.references import reference_loader
     from monitor.retraining import device_normal_rows
+    from registry.references import reference_loader
 
     model, reference = cfg.tracking.model_name, reference_loader(cfg.tracking.tracking_uri)
 

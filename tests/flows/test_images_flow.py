@@ -144,7 +144,7 @@ def test_a_failing_flow_never_moves_champion(flow_run):
 
 
 def test_the_version_carries_its_monitoring_reference(flow_run):
-    from monitor.references import reference_loader
+    from registry.references import reference_loader
 
     summary, root, *_ = flow_run
     reference = reference_loader(f"sqlite:///{root}/mlflow.db")("defect-classifier", summary.model_version)

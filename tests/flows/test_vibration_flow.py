@@ -140,7 +140,7 @@ def test_registry_approve_judges_a_vibration_model_with_its_own_gate(runs):
 
 
 def test_each_version_carries_its_monitoring_reference(runs):
-    from monitor.references import reference_loader
+    from registry.references import reference_loader
 
     first, _, _, root = runs
     reference = reference_loader(f"sqlite:///{root}/mlflow.db")(MODEL, first.model_version)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.telemetry import TelemetryStore
-from monitor.references import log_reference
+from registry.references import log_reference
 from tests.fixtures.models import register_exports
 from tests.monitor.test_cycle import images, window
 

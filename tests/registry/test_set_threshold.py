@@ -3,6 +3,7 @@ history, and the devices' decisions change on their next pull."""
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from edge.server import EdgeSettings, create_app
 from flows.cli.main import app as cli
 from registry.artifacts import shipped_file
 from registry.lifecycle import CHAMPION, alias_version, history, promote
+from registry.references import log_reference, reference_loader
 from registry.threshold import set_threshold
 from tests.fixtures.models import LENIENT, approve_for_test, register_exports
 from tests.fixtures.servers import live_server
@@ -88,3 +90,15 @@ def test_the_cli_shows_the_held_out_table_and_picks_a_row_for_a_false_reject_rat
     assert no_reason.exit_code == 2 and "--reason" in no_reason.output
     unknown = runner.invoke(cli, ["registry", "set-threshold", MODEL, "99", "--threshold", "0.5", "--tracking-uri", uri])  # fmt: skip
     assert unknown.exit_code == 2 and "no version '99'" in unknown.output
+
+
+def test_the_new_version_keeps_its_sources_monitoring_reference(line):
+    """Finding: the new version inherited the tag pointing at `monitoring/reference.json` but not the
+    file (it lives with the source's run), so the monitor found no reference for it and drift
+    monitoring stopped at the first threshold change."""
+    client, v1 = line["client"], line["v1"]
+    reference = {"kind": "image-classifier", "items": 3, "floors": {"brightness_ks": 0.5}}
+    with mlflow.start_run(run_id=client.get_model_version(MODEL, v1).run_id):
+        log_reference(client, MODEL, v1, reference)
+    change = set_threshold(LENIENT, MODEL, v1, 0.5, "drift monitoring must go on")
+    assert reference_loader(line["cfg"].tracking_uri)(MODEL, change.version) == reference
