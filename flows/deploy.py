@@ -3,7 +3,8 @@
 
   train-defect-classifier/team   parameters: data (a folder or DVC-tracked path), config, overrides, or
                                  data_version (a DVC hash the worker pulls from the DVC remote)
-  retrain-anomaly-model/team     the same, for vibration; both also start on drift events of their model
+  train-image-anomaly/team       the same, for the line's image anomaly model (from good parts)
+  retrain-anomaly-model/team     the same, for vibration; all three also start on drift events of their model
   monitor-drift/team             every `every_s`, over the stack's edge telemetry
 
 The code comes from this checkout (the worker runs in it); the stack's MLflow is set through the
@@ -28,10 +29,11 @@ from flows.monitor.deployments import drift_trigger
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOYMENT = "team"
-FLOWS = {  # flow name: (entrypoint, default data)
-    "train-defect-classifier": ("flows/images/flow.py:train_defect_classifier", "data/magnetic_tiles"),
-    "retrain-anomaly-model": ("flows/vibration/flow.py:retrain_anomaly_model", "data/cwru_bearings"),
-}
+FLOWS = {  # flow name: (entrypoint, default data, the model whose drift events start it)
+    "train-defect-classifier": ("flows/images/flow.py:train_defect_classifier", "data/magnetic_tiles", "defect-classifier"),
+    "train-image-anomaly": ("flows/images/anomaly.py:train_image_anomaly", "data/magnetic_tiles", "magnetic_tiles-anomaly"),
+    "retrain-anomaly-model": ("flows/vibration/flow.py:retrain_anomaly_model", "data/cwru_bearings", "bearing-anomaly"),
+}  # fmt: skip
 
 
 def deploy_all(
@@ -42,9 +44,8 @@ def deploy_all(
 
     ids, tracking = [], [f"tracking.tracking_uri={tracking_uri}"]
     once = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
-    for name, (entrypoint, data) in FLOWS.items():
+    for entrypoint, data, model in FLOWS.values():
         loaded = flow.from_source(source=str(REPO), entrypoint=entrypoint)
-        model = "defect-classifier" if "defect" in name else "bearing-anomaly"
         trigger = drift_trigger(
             RetrainTarget(model=model, data=Path(data), overrides=tuple(tracking)), str(edge_state)
         )

@@ -93,6 +93,13 @@ DataVersionOption = Annotated[
     ),
 ]
 
+RemoteOption = Annotated[
+    bool,
+    typer.Option(
+        "--remote", help="Submit to the team stack's worker (PREFECT_API_URL) instead of running here."
+    ),
+]
+
 
 @train_app.command("defects")
 def train_defects(
@@ -102,12 +109,7 @@ def train_defects(
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue a killed run: its MLflow run id, or 'last'.")
     ] = None,
-    remote: Annotated[
-        bool,
-        typer.Option(
-            "--remote", help="Submit to the team stack's worker (PREFECT_API_URL) instead of running here."
-        ),
-    ] = False,
+    remote: RemoteOption = False,
     data_version: DataVersionOption = None,
     processes: ProcessesOption = None,
     good: GoodOption = None,
@@ -153,6 +155,8 @@ def train_image_anomaly(
     set_: SetOption = None,
     good: GoodOption = None,
     line: LineOption = None,
+    remote: RemoteOption = False,
+    data_version: DataVersionOption = None,
 ) -> None:
     """Fit an image anomaly model on good parts only (PatchCore), threshold it on held-out good parts, register it as `<line>-anomaly`."""
     from core.config import load_config
@@ -162,17 +166,22 @@ def train_image_anomaly(
 
     set_ = [*(set_ or []), *shortcut_settings(good=good, line=line)]
     cfg = load_config(ImageAnomalyJobConfig, config, set_)  # fail on a bad setting before Prefect starts
-    if not data.exists():
+    if data_version is not None:
+        data_version = prepare_data_version(data_version, data, cfg.checks.cache_dir, remote)
+    elif not data.exists():
         raise DataError(
             f"data source {data} does not exist; pass a class-per-folder image tree or a CSV manifest"
         )
-    preflight(cfg, data, "check")
+    else:
+        preflight(cfg, data, None if remote else "check")
+    if remote:
+        return submit_training("train-image-anomaly", data, config, set_, data_version)
     hide_console_tracebacks()
     from flows.images.anomaly import train_image_anomaly as run_flow
     from flows.prefect_api import prefect_api
 
     with prefect_api():
-        run_flow(str(data), str(config) if config else None, list(set_))
+        run_flow(str(data), str(config) if config else None, list(set_), data_version=data_version)
 
 
 def prepare_data_version(version: str, data: Path, cache_dir: Path, remote: bool) -> str:

@@ -19,15 +19,17 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from core.config import load_config
-from core.errors import DataError
+from core.errors import ConfigError, DataError
 from core.onnx_runtime import cpu_facts
+from core.settings import DEFAULT_EDGE_STATE
 from data_checks.images.gate import CheckedDataset
-from data_checks.versioning import dvc_data_version
+from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.patchcore import ImageAnomalyExport, export_image_anomaly
 from flows.images.checks import check_data, log_checks
 from flows.images.config import ImageAnomalyJobConfig
-from flows.images.preflight import preflight, settle_colour
+from flows.images.preflight import preflight, settle_colour, settle_good_class
 from flows.report import console
+from flows.rollout import canary_first
 from monitor.reference import image_anomaly_reference, score_anomaly_images
 from registry import publish
 from registry.image_anomaly import (
@@ -51,7 +53,6 @@ from training.images.anomaly import (
 )
 from training.images.anomaly_plots import anomaly_map_pngs, score_histogram_png
 from training.images.prepare import assign_split
-from training.images.reject_rule import good_class
 
 FLOW_NAME = "train-image-anomaly"
 
@@ -165,16 +166,13 @@ def describe_for_review(version, exported: ImageAnomalyExport, gate, promoted: b
     describe(mlflow.MlflowClient(), version.name, version.version, version.run_id, page)
 
 
-def _good_class(cfg: ImageAnomalyJobConfig, classes: list[str]) -> str:
-    good, note = good_class(classes, cfg.eval.ok_class)
-    if note:
-        console.print(f"[yellow]{note}[/yellow]")
-    if good is None:
+def _good_class(cfg: ImageAnomalyJobConfig, classes: list[str]) -> ImageAnomalyJobConfig:
+    cfg = settle_good_class(cfg, classes)
+    if cfg.eval.ok_class is None:
         raise DataError(
             f"no good class among {classes}: an anomaly model learns good parts; name it with --good CLASS"
         )
-    mlflow.set_tag("good_class", good)
-    return good
+    return cfg
 
 
 def _summary(run_id: str, version, fitted: FittedAnomalyModel, exported: ImageAnomalyExport, gate,
@@ -201,14 +199,25 @@ def _summary_text(summary: ImageAnomalyRunSummary, tracking_uri: str) -> str:
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def train_image_anomaly(data: str = "data/magnetic_tiles", config: str | None = None,
-                        overrides: list[str] | None = None) -> ImageAnomalyRunSummary:  # fmt: skip
+def train_image_anomaly(data: str | None = "data/magnetic_tiles", config: str | None = None,
+                        overrides: list[str] | None = None, device: str | None = None,
+                        state: str = str(DEFAULT_EDGE_STATE), data_version: str | None = None) -> ImageAnomalyRunSummary:  # fmt: skip
     """Check the images, fit an anomaly model on the good parts, set its threshold, evaluate, export,
-    register and gate it as the line's `<line>-anomaly` model."""
+    register and gate it as the line's `<line>-anomaly` model.
+
+    As the classifier's flow: with `data_version` (a DVC hash) the files are pulled from the DVC remote
+    first and `data` only names their folder; with `device` (a drift event's), the new version goes to
+    that device first (edge `state`)."""
     cfg: ImageAnomalyJobConfig = load_config(
         ImageAnomalyJobConfig, Path(config) if config else None, overrides
     )
-    data_path = Path(data)
+    if data is None and data_version is None:
+        raise ConfigError(
+            f"{FLOW_NAME} needs `data` (a folder or CSV manifest) or `data_version` (a DVC hash)"
+        )
+    data_path = Path(data or "data")
+    if data_version is not None:  # before any MLflow call: an unknown version starts no run
+        data_path = fetch_data_version(data_version, data_path.name, cfg.checks.cache_dir)
     client = configure(cfg.tracking)
     cfg = preflight(cfg, data_path, "claim", client)
     experiment_id = mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id
@@ -220,7 +229,8 @@ def train_image_anomaly(data: str = "data/magnetic_tiles", config: str | None = 
         mlflow.log_params(publish.flatten("", cfg.model_dump(mode="json")))
         mlflow.log_dict(cfg.model_dump(mode="json"), "config/resolved_config.json")
         checked = check_data(cfg.checks, data_path, work / "checks")
-        good = _good_class(cfg, checked.classes)
+        cfg = _good_class(cfg, checked.classes)
+        good = cfg.eval.ok_class
         cfg = settle_colour(cfg, checked.manifest)
         lineage = {"product_line": cfg.tracking.line, "run_id": run.info.run_id, "data_fingerprint": checked.fingerprint,
                    "dvc_data_version": dvc_data_version(data_path), "git_commit": git_commit()}  # fmt: skip
@@ -232,6 +242,8 @@ def train_image_anomaly(data: str = "data/magnetic_tiles", config: str | None = 
         beside = classifier_beside(cfg, images, checked)
         version = log_and_register(cfg, checked, evaluation, plots, maps, exported, lineage)
         monitoring_reference(version, exported, images)
+        if device:
+            canary_first(version, device, Path(state))
         gate, promoted = gate_and_promote(cfg, version, exported)
         describe_for_review(version, exported, gate, promoted, checked, lineage, beside)
     summary = _summary(run.info.run_id, version, fitted, exported, gate, promoted)

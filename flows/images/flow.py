@@ -26,7 +26,7 @@ from data_checks.versioning import dvc_data_version, fetch_data_version
 from export.images.stage import export_edge_models
 from flows.images.checks import check_data, log_checks
 from flows.images.config import DefectJobConfig
-from flows.images.preflight import preflight, settle_colour
+from flows.images.preflight import preflight, settle_colour, settle_good_class
 from flows.report import console
 from flows.rollout import canary_first
 from monitor.reference import image_reference, score_images
@@ -40,7 +40,6 @@ from training.images.evaluate import evaluate_checkpoint
 from training.images.label_review import review_labels
 from training.images.prepare import assign_split
 from training.images.probe import FINE_TUNE, PROBE, Candidate, choose_candidate
-from training.images.reject_rule import good_class
 from training.images.torchrun import train_on_processes
 from training.images.train import train_classifier
 
@@ -192,16 +191,6 @@ def describe_for_review(version, evaluation, gate, promoted: bool, exported, che
     describe(mlflow.MlflowClient(), version.name, version.version, version.run_id, page)
 
 
-def _with_good_class(cfg: DefectJobConfig, classes: list[str]) -> DefectJobConfig:
-    """The good class settled once the classes are known (declared, or found by name with a warning), before
-    any training: a declared class the data lacks fails here, not after the fine-tune."""
-    good, note = good_class(classes, cfg.eval.ok_class)
-    if note:
-        console.print(f"[yellow]{note}[/yellow]")
-    mlflow.set_tag("good_class", good or "none: no reject decision")
-    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"ok_class": good})})
-
-
 def _start_run(resume: str | None, client, experiment_id: str) -> mlflow.ActiveRun:
     """A new run, or the one to resume; runs left RUNNING by a dead process are marked FAILED first."""
     if resume is None:
@@ -289,7 +278,7 @@ def train_defect_classifier(data: str | None = None, config: str | None = None, 
         work = cfg.work_dir / run.info.run_id
         _log_start(cfg, data_path, resume is not None)
         checked = check_data(cfg.checks, data_path, work / "checks")
-        cfg = settle_colour(_with_good_class(cfg, checked.classes), checked.manifest)
+        cfg = settle_colour(settle_good_class(cfg, checked.classes), checked.manifest)
         data_version = _log_data(checked, data_path)
         label_review = review(cfg, checked, work / "review") if cfg.review.enabled else None
         manifest = split(cfg, checked, cfg.tracking.line)  # the frozen test set is the line's

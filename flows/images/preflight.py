@@ -58,3 +58,19 @@ def settle_colour(cfg: ImageJob, manifest) -> ImageJob:
             "colour images: the model keeps three channels (RGB); --set model.colour=false for grey"
         )
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"colour": colour})})
+
+
+def settle_good_class(cfg: ImageJob, classes: list[str]) -> ImageJob:
+    """`cfg` with `eval.ok_class` settled once the classes are known (declared, or found by name with a
+    warning: training.images.reject_rule.good_class), recorded on the run (tag `good_class`), before any
+    training; None when no class is the good one (a classifier then makes no reject decision)."""
+    import mlflow
+
+    from flows.report import console
+    from training.images.reject_rule import good_class
+
+    good, note = good_class(classes, cfg.eval.ok_class)
+    if note:
+        console.print(f"[yellow]{note}[/yellow]")
+    mlflow.set_tag("good_class", good or "none: no reject decision")
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"ok_class": good})})

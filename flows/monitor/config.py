@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,6 +33,9 @@ class RetrainTarget(BaseModel):
     data: Path
     config: Path | None = None
     overrides: tuple[str, ...] = ()
+    # an image line's model: the classifier (train-defect-classifier) or the image anomaly model
+    # (train-image-anomaly); the vibration target ignores it
+    kind: Literal["image-classifier", "image-anomaly"] = "image-classifier"
 
 
 class LoopConfig(BaseModel):

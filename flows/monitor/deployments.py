@@ -1,5 +1,6 @@
 """The loop as Prefect deployments: `monitor-drift` on a schedule, and a training deployment per
-retraining target (the vibration model, and each image product line's model), each started by a
+retraining target (the vibration model, and each image product line's model: its classifier or its
+image anomaly model, as the target's `kind` says), each started by a
 deployment trigger on `shopfloor.drift.detected` events of its model.
 
 `shopfloor monitor serve` serves all three from one process (Prefect's `serve`: flow runs are
@@ -48,6 +49,7 @@ def drift_trigger(target: RetrainTarget, state: str) -> DeploymentEventTrigger:
 
 def loop_deployments(cfg: LoopConfig) -> list:
     """The three deployments of the loop, ready for `prefect.serve`."""
+    from flows.images.anomaly import train_image_anomaly
     from flows.images.flow import train_defect_classifier
     from flows.vibration.flow import retrain_anomaly_model
 
@@ -64,7 +66,8 @@ def loop_deployments(cfg: LoopConfig) -> list:
         parameters={"state_dir": state, "tracking_uri": cfg.monitor.tracking_uri, "alpha": cfg.monitor.alpha},
     )
     targets = [(retrain_anomaly_model, cfg.vibration, RETRAIN_DEPLOYMENT)] + [
-        (train_defect_classifier, own_model(target), RETRAIN_DEPLOYMENT if i == 0 else f"{RETRAIN_DEPLOYMENT}-{target.model}")
+        (train_image_anomaly if target.kind == "image-anomaly" else train_defect_classifier, own_model(target),
+         RETRAIN_DEPLOYMENT if i == 0 else f"{RETRAIN_DEPLOYMENT}-{target.model}")
         for i, target in enumerate(cfg.images)
     ]  # fmt: skip
     retrain = [

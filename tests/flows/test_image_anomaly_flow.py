@@ -34,11 +34,11 @@ def store_settings(root: Path) -> list[str]:
             f"checks.quarantine_dir={root}/quarantine", f"checks.cache_dir={root}/cache"]  # fmt: skip
 
 
-def run_in(root: Path, data: Path, settings: list[str]):
+def run_in(root: Path, data: Path, settings: list[str], device: str | None = None):
     cwd = os.getcwd()
     os.chdir(root)  # MLflow puts artifacts beside the store's working folder; frozen test sets under data/
     try:
-        return train_image_anomaly(str(data), None, settings)
+        return train_image_anomaly(str(data), None, settings, device=device, state=str(root / "edge"))
     finally:
         os.chdir(cwd)
         mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
@@ -66,7 +66,9 @@ def anomaly_run(prefect_harness, tile_subset_master, exported_pair, tmp_path_fac
     root = tmp_path_factory.mktemp("image-anomaly")
     data = Path(shutil.copytree(tile_subset_master, root / "tiles"))
     register_line_classifier(root, exported_pair)
-    summary = run_in(root, data, SMALL + LENIENT + store_settings(root))
+    summary = run_in(
+        root, data, SMALL + LENIENT + store_settings(root), device="camera-7"
+    )  # as a drift event starts it
     return summary, root, data
 
 
@@ -97,6 +99,10 @@ def test_a_model_from_good_parts_is_the_lines_own_with_its_maps_and_the_classifi
     ).exists()  # the line's frozen test parts, as the classifier's
     page = client.get_model_version("tiles-anomaly", "1").description
     assert "Beside it: the line's classifier tiles-classifier v1" in page and "Promotion gate" in page
+    # started by a drift event of camera-7 (flows.monitor.deployments): the new version goes there first
+    from edge.devices import DeviceStore
+
+    assert DeviceStore(root / "edge" / "devices.db").canaries("tiles-anomaly", "1") == {"camera-7"}
 
 
 def test_a_device_pulls_the_anomaly_model_and_says_where_a_part_looks_wrong(anomaly_run, tmp_path):

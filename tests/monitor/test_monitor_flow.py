@@ -91,3 +91,19 @@ def test_each_image_product_line_retrains_its_own_model_on_its_own_data():
     )  # one mapping
     with pytest.raises(ValidationError, match="one retraining target per registered model"):
         LoopConfig(images=(lines[0], lines[0]))
+
+
+def test_a_drift_of_an_image_anomaly_model_retrains_it_with_its_own_flow():
+    """A line's image anomaly model drifts (its windows are judged like the classifier's): the retraining
+    its event starts is the image anomaly flow, with the drifted device to receive the new version first."""
+    from flows.monitor.config import LoopConfig, RetrainTarget
+    from flows.monitor.deployments import loop_deployments
+
+    lines = (RetrainTarget(model="defect-classifier", data="data/magnetic_tiles"),
+             RetrainTarget(model="tiles-anomaly", data="data/magnetic_tiles", kind="image-anomaly"))  # fmt: skip
+    _, _, classifier, anomaly = loop_deployments(LoopConfig(images=lines))
+    assert (classifier.flow_name, anomaly.flow_name) == ("train-defect-classifier", "train-image-anomaly")
+    [trigger] = anomaly.triggers
+    assert trigger.match["shopfloor.model"] == ["tiles-anomaly"]
+    assert trigger.parameters["device"] == "{{ event.payload.device }}" and "state" in trigger.parameters
+    assert trigger.parameters["overrides"] == ["tracking.model_name=tiles-anomaly"]

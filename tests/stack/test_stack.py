@@ -218,40 +218,44 @@ def test_a_training_submitted_as_a_deployment_runs_on_the_worker_and_reaches_a_d
 
 
 def test_a_drift_event_on_the_stack_starts_the_retraining_deployment(stack):
-    """The automation made with the deployment turns `shopfloor.drift.detected` into a flow run."""
+    """The automation made with each deployment turns `shopfloor.drift.detected` of its model into a
+    flow run: the vibration model's, and the tile line's image anomaly model's."""
     import json
 
     code = """
-import json, time, anyio
+import json, sys, time, anyio
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+from prefect.client.schemas.filters import DeploymentFilter
 from prefect.events import emit_event
 from prefect.states import Cancelled
 
-async def main():
+async def main(name, model, device):
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name('retrain-anomaly-model/team')
+        deployment = await client.read_deployment_by_name(name)
         before = {r.id for r in await client.read_flow_runs(deployment_filter=DeploymentFilter(id={'any_': [deployment.id]}))}
         emitted = time.monotonic()
-        emit_event(event='shopfloor.drift.detected', resource={'prefect.resource.id': 'shopfloor.device.motor-z',
-                   'shopfloor.model': 'bearing-anomaly', 'shopfloor.version': '1', 'shopfloor.line': 'line-1'},
-                   payload={'device': 'motor-z', 'model': 'bearing-anomaly', 'version': '1'})
+        emit_event(event='shopfloor.drift.detected', resource={'prefect.resource.id': f'shopfloor.device.{device}',
+                   'shopfloor.model': model, 'shopfloor.version': '1', 'shopfloor.line': 'line-1'},
+                   payload={'device': device, 'model': model, 'version': '1'})
         while time.monotonic() - emitted < 120:
             runs = [r for r in await client.read_flow_runs(deployment_filter=DeploymentFilter(id={'any_': [deployment.id]}))
                     if r.id not in before]
             if runs:
                 seconds = time.monotonic() - emitted
                 await client.set_flow_run_state(runs[0].id, Cancelled(), force=True)
-                print(json.dumps({'seconds': round(seconds, 1), 'device': runs[0].parameters.get('device')}))
-                return
+                return {'seconds': round(seconds, 1), 'device': runs[0].parameters.get('device')}
             await anyio.sleep(0.5)
-        print(json.dumps({'seconds': None}))
+        return {'seconds': None}
 
-anyio.run(main)
+print(json.dumps([anyio.run(main, 'retrain-anomaly-model/team', 'bearing-anomaly', 'motor-z'),
+                  anyio.run(main, 'train-image-anomaly/team', 'magnetic_tiles-anomaly', 'camera-z')]))
 """
-    started = json.loads(on_stack(stack, code, timeout_s=300))
-    print(f"drift event -> retraining run created: {started['seconds']} s")
-    assert started["device"] == "motor-z" and started["seconds"] is not None
+    vibration, images = json.loads(on_stack(stack, code, timeout_s=300))
+    print(
+        f"drift event -> retraining run created: {vibration['seconds']} s (vibration), {images['seconds']} s (images)"
+    )
+    assert vibration["device"] == "motor-z" and vibration["seconds"] is not None
+    assert images["device"] == "camera-z" and images["seconds"] is not None
 
 
 def test_train_remote_submits_to_the_worker_with_the_teams_tracking(stack, tile_subset):
