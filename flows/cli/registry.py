@@ -220,6 +220,8 @@ def _chosen_threshold(model, version, source, card, threshold, false_reject_rate
 
     if card["kind"] == IMAGE_ANOMALY:
         if threshold is not None and false_reject_rate is None and good_images is None:
+            if threshold < 0:
+                raise ConfigError(f"--threshold {threshold}: an anomaly score, 0 or more")
             return threshold, "a threshold given by hand"
         if (
             threshold is None

@@ -233,6 +233,8 @@ def test_a_line_manager_sets_the_threshold_on_good_images_of_their_own_camera(an
     base = ["registry", "set-threshold", "tiles-anomaly", "1", "--tracking-uri", uri]
     asked = runner.invoke(app, base + ["--false-reject-rate", "0"])
     assert asked.exit_code == 2 and "--good-images DIR" in asked.output
+    negative = runner.invoke(app, base + ["--threshold", "-1", "--reason", "typo"])
+    assert negative.exit_code == 2 and "an anomaly score, 0 or more" in negative.output
     done = runner.invoke(app, base + ["--false-reject-rate", "0", "--good-images", str(own), "--reason",
                                       "camera moved to station 2", "--config", str(tmp_path / "lenient.yaml")])  # fmt: skip
     assert done.exit_code == 0, done.output
