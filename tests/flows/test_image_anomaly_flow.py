@@ -180,6 +180,9 @@ def test_the_cli_refuses_a_missing_folder_and_an_undeclared_good_class_in_one_li
     wrong = runner.invoke(app, ["train", "image-anomaly", "--data", str(TILES), "--good", "OK", "--set",
                                 f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])  # fmt: skip
     assert wrong.exit_code == 2 and "OK" in wrong.output
+    remote = runner.invoke(app, ["train", "image-anomaly", "--data", str(TILES), "--remote"],
+                           env={"PREFECT_API_URL": ""})  # fmt: skip
+    assert remote.exit_code == 2 and "--remote needs the team stack" in remote.output
 
 
 def test_the_version_carries_a_reference_that_flags_a_darker_camera_and_not_its_own_parts(anomaly_run):
